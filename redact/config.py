@@ -1,0 +1,385 @@
+"""One validated, frozen configuration object for a redaction run.
+
+Loaded from YAML (``configs/*.yaml``); a file may ``extends:`` another (paths relative to
+itself) and override any subset of keys, which is how per-region settings work. Unknown keys,
+wrong types and out-of-range values raise :class:`ConfigError` naming the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from redact.classes import ObjectClass
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid."""
+
+
+class Backend(enum.Enum):
+    ONNX = "onnx"
+    TENSORRT = "tensorrt"
+
+
+class MergeMethod(enum.Enum):
+    UNION = "union"  # cluster overlapping boxes, keep the enclosing box (recall first)
+    NMS = "nms"  # keep the highest-scoring box of each cluster
+
+
+class BlurShape(enum.Enum):
+    ELLIPSE = "ellipse"
+    BOX = "box"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One detector of the (union) ensemble.
+
+    ``name`` is a ``models/registry.yaml`` entry; alternatively ``path`` + ``classes`` name
+    an ONNX file directly (tests, experiments).
+    """
+
+    name: str = ""
+    path: str = ""
+    classes: tuple[ObjectClass | None, ...] = ()  # model class index -> ObjectClass (None = ignore)
+    backend: Backend = Backend.ONNX
+    batch_size: int = 8
+    score_floor: float = 0.02  # raw candidates below this are discarded in the tile
+    tile_nms_iou: float = 0.6
+    intra_op_threads: int = 0  # 0 = ONNX Runtime default (all cores)
+
+    def _validate(self, where: str) -> None:
+        if not self.name and not self.path:
+            raise ConfigError(f"{where}: give a registry 'name' or a 'path'")
+        if self.path and not self.classes:
+            raise ConfigError(f"{where}: a model given by 'path' needs 'classes'")
+        _range(f"{where}.batch_size", self.batch_size, 1, 4096)
+        _range(f"{where}.score_floor", self.score_floor, 0.0, 1.0)
+        _range(f"{where}.tile_nms_iou", self.tile_nms_iou, 0.0, 1.0)
+        _range(f"{where}.intra_op_threads", self.intra_op_threads, 0, 1024)
+
+
+@dataclass(frozen=True)
+class TileLevel:
+    """One ring of gnomonic tiles over a pitch band of the panorama.
+
+    ``scale`` is tile resolution relative to the panorama's native resolution at the tile
+    centre (1.0 = same pixels per degree; 2.0 = rendered at twice native, for small objects).
+    Adjacent tiles overlap so that any object up to ``max_object_deg`` lies whole in a tile.
+    """
+
+    name: str = "native"
+    scale: float = 1.0
+    pitch_min_deg: float = -45.0
+    pitch_max_deg: float = 30.0
+    max_object_deg: float = 4.0
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.scale", self.scale, 0.05, 8.0)
+        _range(f"{where}.pitch_min_deg", self.pitch_min_deg, -90.0, 90.0)
+        _range(f"{where}.pitch_max_deg", self.pitch_max_deg, -90.0, 90.0)
+        if self.pitch_min_deg >= self.pitch_max_deg:
+            raise ConfigError(f"{where}: pitch_min_deg must be < pitch_max_deg")
+        _range(f"{where}.max_object_deg", self.max_object_deg, 0.0, 60.0)
+
+
+@dataclass(frozen=True)
+class PerspectiveTiling:
+    """Windows over ordinary photos: native-resolution windows plus one down-scaled view."""
+
+    overlap_px: int = 160  # objects up to this many pixels lie whole in a window
+    global_view: bool = True  # add the whole photo resized to one tile (large objects)
+    upscale_below_px: int = 0  # photos smaller than this (longest side) are upscaled to it
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.overlap_px", self.overlap_px, 0, 4096)
+        _range(f"{where}.upscale_below_px", self.upscale_below_px, 0, 16384)
+
+
+def _default_levels() -> tuple[TileLevel, ...]:
+    return (
+        TileLevel("native", 1.0, -45.0, 30.0, 4.0),
+        TileLevel("coarse", 0.3, -70.0, 60.0, 30.0),
+    )
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    tile_size: int = 640  # px, square; the detector's input size
+    levels: tuple[TileLevel, ...] = field(default_factory=_default_levels)
+    perspective: PerspectiveTiling = field(default_factory=PerspectiveTiling)
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.tile_size", self.tile_size, 32, 4096)
+        if not self.levels:
+            raise ConfigError(f"{where}.levels: at least one level is needed")
+        for i, lv in enumerate(self.levels):
+            lv._validate(f"{where}.levels[{i}]")
+        self.perspective._validate(f"{where}.perspective")
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    method: MergeMethod = MergeMethod.UNION
+    iou_threshold: float = 0.45  # boxes of one class overlapping this much are one object
+    ios_threshold: float = 0.75  # ...or when this share of the smaller box is inside the larger
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.iou_threshold", self.iou_threshold, 0.0, 1.0)
+        _range(f"{where}.ios_threshold", self.ios_threshold, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ClassThresholds:
+    """Score thresholds of one class: blur >= ``blur``; ``review`` <= s < ``blur`` is blurred
+    and listed for review; ``floor`` <= s < ``review`` is recorded as dropped."""
+
+    blur: float = 0.25
+    review: float = 0.10
+    floor: float = 0.03
+
+    def _validate(self, where: str) -> None:
+        for k in ("blur", "review", "floor"):
+            _range(f"{where}.{k}", getattr(self, k), 0.0, 1.0)
+        if not self.floor <= self.review <= self.blur:
+            raise ConfigError(f"{where}: need floor <= review <= blur")
+
+
+def _default_thresholds() -> dict[ObjectClass, ClassThresholds]:
+    return {c: ClassThresholds() for c in ObjectClass}
+
+
+@dataclass(frozen=True)
+class BlurConfig:
+    """Irreversible anonymisation of a region (see :mod:`redact.blur`)."""
+
+    shape: BlurShape = BlurShape.ELLIPSE
+    dilate: float = 0.15  # grow each box by this share of its size on every side
+    min_size_px: int = 8  # regions are at least this many pixels wide and tall
+    feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
+    cells: int = 4  # pixelate the region to about this many cells across its short side
+    noise_sigma: float = 10.0  # std-dev of additive noise, in 8-bit levels
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.dilate", self.dilate, 0.0, 2.0)
+        _range(f"{where}.min_size_px", self.min_size_px, 1, 4096)
+        _range(f"{where}.feather_px", self.feather_px, 0, 256)
+        _range(f"{where}.cells", self.cells, 1, 64)
+        _range(f"{where}.noise_sigma", self.noise_sigma, 0.0, 128.0)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    jpeg_quality: int = 0  # 0 = match the original's estimated quality
+    keep_metadata: bool = True  # EXIF (thumbnail removed), XMP incl. GPano, ICC
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.jpeg_quality", self.jpeg_quality, 0, 100)
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    read_retries: int = 3
+    retry_backoff_s: float = 0.5
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+    max_pixels: int = 400_000_000  # refuse (quarantine) larger images: decompression bombs
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.read_retries", self.read_retries, 1, 100)
+        _range(f"{where}.retry_backoff_s", self.retry_backoff_s, 0.0, 60.0)
+        _range(f"{where}.max_pixels", self.max_pixels, 1, 10**10)
+        if not self.extensions:
+            raise ConfigError(f"{where}.extensions: at least one is needed")
+
+
+@dataclass(frozen=True)
+class RedactConfig:
+    """Everything that determines what a run blurs. Its :meth:`hash` goes in the manifest."""
+
+    models: tuple[ModelConfig, ...] = ()
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    thresholds: Mapping[ObjectClass, ClassThresholds] = field(default_factory=_default_thresholds)
+    blur: BlurConfig = field(default_factory=BlurConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    io: IOConfig = field(default_factory=IOConfig)
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise ConfigError("models: at least one detector is needed")
+        for i, m in enumerate(self.models):
+            m._validate(f"models[{i}]")
+        missing = [c.label for c in ObjectClass if c not in self.thresholds]
+        if missing:
+            raise ConfigError(f"thresholds: missing classes {missing}")
+        for c, t in self.thresholds.items():
+            t._validate(f"thresholds.{c.label}")
+        for name in ("tiling", "merge", "blur", "output", "io"):
+            getattr(self, name)._validate(name)
+
+    @property
+    def score_floor(self) -> float:
+        """Lowest score any class keeps (detections below it are never recorded)."""
+        return min(t.floor for t in self.thresholds.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys); the input of :meth:`hash`."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def hash(self) -> str:
+        """sha256 hex of the canonical JSON: identical configs have identical hashes."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RedactConfig:
+        try:
+            return _build(cls, data, "")
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from e
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> RedactConfig:
+        """Load a YAML config file (following ``extends:``), then apply ``overrides``."""
+        data = _load_yaml_chain(Path(path), seen=())
+        if overrides:
+            data = _deep_merge(data, overrides)
+        return cls.from_dict(data)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _range(where: str, value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise ConfigError(f"{where}: {value!r} is outside [{lo}, {hi}]")
+
+
+def _load_yaml_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        raise ConfigError(f"{path}: 'extends' cycle")
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    base = _load_yaml_chain(path.parent / str(parent), seen + (path,))
+    return _deep_merge(base, data)
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, ObjectClass):
+        return obj.label
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(_to_plain(k)): _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _build(tp: Any, value: Any, where: str) -> Any:
+    """Convert plain YAML data into the annotated type ``tp``, validating as it goes."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    label = where or "config"
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _build(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{label}: expected a mapping, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ConfigError(f"{label}: unknown key(s) {unknown} (known: {sorted(names)})")
+        kwargs = {
+            k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()
+        }
+        try:
+            return tp(**kwargs)
+        except TypeError as e:
+            raise ConfigError(f"{label}: {e}") from e
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{label}: expected a list, got {type(value).__name__}")
+        return tuple(_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (Mapping, dict, typing.Mapping, typing.Dict):  # noqa: UP006
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{label}: expected a mapping, got {type(value).__name__}")
+        return {
+            _build(args[0], k, f"{where}.{k}"): _build(args[1], v, f"{where}.{k}")
+            for k, v in value.items()
+        }
+    if tp is ObjectClass:
+        if isinstance(value, ObjectClass):
+            return value
+        try:
+            return ObjectClass.parse(str(value))
+        except ValueError as e:
+            raise ConfigError(f"{label}: {e}") from None
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        if isinstance(value, tp):
+            return value
+        try:
+            return tp(str(value).lower())
+        except ValueError:
+            valid = ", ".join(str(m.value) for m in tp)
+            raise ConfigError(f"{label}: {value!r} is not one of: {valid}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{label}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{label}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{label}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{label}: unsupported config type {tp!r}")  # pragma: no cover

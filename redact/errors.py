@@ -1,0 +1,29 @@
+"""Errors that send an image to quarantine instead of crashing the job."""
+
+from __future__ import annotations
+
+import enum
+
+
+class Stage(enum.Enum):
+    READ = "read"
+    DECODE = "decode"
+    TILE = "tile"
+    INFER = "infer"
+    MERGE = "merge"
+    BLUR = "blur"
+    ENCODE = "encode"
+    WRITE = "write"
+
+
+class ImageError(Exception):
+    """This image cannot be processed; it must be quarantined, never published unblurred.
+
+    ``reason`` is a short machine-readable code (e.g. ``"truncated"``, ``"unsupported_format"``),
+    ``str(err)`` a one-line human explanation.
+    """
+
+    def __init__(self, reason: str, message: str, stage: Stage = Stage.DECODE) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.stage = stage
