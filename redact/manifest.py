@@ -1,0 +1,182 @@
+"""The per-image Parquet manifest: what was done to each image, by which model and config.
+
+One row per input image and run. Detections include sub-threshold candidates down to the
+configured floor (decision ``dropped``) so thresholds can be re-tuned without re-detecting.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from redact.classes import Decision, ObjectClass
+from redact.detections import Detections
+
+
+class Status(enum.Enum):
+    PUBLISHED = "published"
+    FAILED = "failed"  # quarantined: nothing was published
+
+
+STAGES = ("read", "decode", "tile", "infer", "merge", "blur", "encode", "write")
+
+DETECTION_TYPE = pa.struct(
+    [
+        ("class", pa.string()),
+        ("score", pa.float32()),
+        ("x1", pa.float32()),
+        ("y1", pa.float32()),
+        ("x2", pa.float32()),
+        ("y2", pa.float32()),
+        ("decision", pa.string()),
+        ("model", pa.string()),
+    ]
+)
+MODEL_TYPE = pa.struct(
+    [("name", pa.string()), ("version", pa.string()), ("sha256", pa.string()), ("backend", pa.string())]
+)
+THRESHOLD_TYPE = pa.struct(
+    [("class", pa.string()), ("blur", pa.float32()), ("review", pa.float32()), ("floor", pa.float32())]
+)
+
+SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("image_uri", pa.string()),
+        ("relative_path", pa.string()),
+        ("output_uri", pa.string()),
+        ("status", pa.string()),
+        ("error_reason", pa.string()),
+        ("error_stage", pa.string()),
+        ("error_message", pa.string()),
+        ("sha256", pa.string()),
+        ("output_sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("format", pa.string()),
+        ("projection", pa.string()),
+        ("tiles", pa.int32()),
+        ("models", pa.list_(MODEL_TYPE)),
+        ("config_hash", pa.string()),
+        ("thresholds", pa.list_(THRESHOLD_TYPE)),
+        ("detections", pa.list_(DETECTION_TYPE)),
+        ("n_blurred", pa.int32()),
+        ("n_review", pa.int32()),
+        ("n_dropped", pa.int32()),
+        ("n_faces_blurred", pa.int32()),
+        ("n_plates_blurred", pa.int32()),
+        ("blurred_fraction", pa.float32()),
+        ("timings_s", pa.map_(pa.string(), pa.float64())),
+        ("processed_at", pa.timestamp("ms", tz="UTC")),
+        ("redact_version", pa.string()),
+    ]
+)
+
+
+@dataclass
+class RunInfo:
+    """What every row of one run shares."""
+
+    run_id: str
+    models: list[dict[str, str]]
+    config_hash: str
+    thresholds: list[dict[str, Any]]
+    redact_version: str
+
+
+@dataclass
+class ImageOutcome:
+    """The result for one image, turned into a manifest row by :func:`make_row`."""
+
+    image_uri: str
+    relative_path: str
+    output_uri: str
+    status: Status
+    sha256: str = ""
+    output_sha256: str = ""
+    width: int = 0
+    height: int = 0
+    format: str = ""
+    projection: str = ""
+    tiles: int = 0
+    detections: Detections = field(default_factory=Detections.empty)
+    decisions: Sequence[Decision] = ()
+    blurred_fraction: float = 0.0
+    timings_s: dict[str, float] = field(default_factory=dict)
+    error_reason: str = ""
+    error_stage: str = ""
+    error_message: str = ""
+
+
+def detection_records(
+    dets: Detections, decisions: Sequence[Decision], model_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Manifest ``detections`` entries (panorama pixel boxes; unwrapped across the seam)."""
+    out = []
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+        src = int(dets.source[i])
+        out.append(
+            {
+                "class": ObjectClass(int(dets.class_id[i])).label,
+                "score": float(dets.confidence[i]),
+                "x1": x1,
+                "y1": y1,
+                "x2": x2,
+                "y2": y2,
+                "decision": decisions[i].value,
+                "model": model_names[src] if 0 <= src < len(model_names) else "",
+            }
+        )
+    return out
+
+
+def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]:
+    """A dict matching :data:`SCHEMA` (for ``beam.io.WriteToParquet`` or ``pa.Table.from_pylist``)."""
+    names = [m["name"] for m in run.models]
+    dec = list(o.decisions)
+    blurred = [d.blurs for d in dec]
+    cls = o.detections.class_id
+    return {
+        "run_id": run.run_id,
+        "image_uri": o.image_uri,
+        "relative_path": o.relative_path,
+        "output_uri": o.output_uri if o.status is Status.PUBLISHED else "",
+        "status": o.status.value,
+        "error_reason": o.error_reason,
+        "error_stage": o.error_stage,
+        "error_message": o.error_message,
+        "sha256": o.sha256,
+        "output_sha256": o.output_sha256,
+        "width": o.width,
+        "height": o.height,
+        "format": o.format,
+        "projection": o.projection,
+        "tiles": o.tiles,
+        "models": run.models,
+        "config_hash": run.config_hash,
+        "thresholds": run.thresholds,
+        "detections": detection_records(o.detections, dec, names),
+        "n_blurred": sum(blurred),
+        "n_review": sum(d is Decision.REVIEW for d in dec),
+        "n_dropped": sum(d is Decision.DROPPED for d in dec),
+        "n_faces_blurred": sum(b and c == ObjectClass.FACE for b, c in zip(blurred, cls, strict=True)),
+        "n_plates_blurred": sum(
+            b and c == ObjectClass.LICENSE_PLATE for b, c in zip(blurred, cls, strict=True)
+        ),
+        "blurred_fraction": float(o.blurred_fraction),
+        "timings_s": list(o.timings_s.items()),
+        "processed_at": processed_at,
+        "redact_version": run.redact_version,
+    }
+
+
+def read_manifest(path_or_dir: str) -> pa.Table:
+    """Read every Parquet file of a manifest folder (or one file) as one table."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(path_or_dir, format="parquet", schema=SCHEMA).to_table()

@@ -1,0 +1,76 @@
+import pytest
+
+from redact.classes import ObjectClass
+from redact.config import Backend, ConfigError, MergeMethod, RedactConfig
+
+MODEL = {"path": "m.onnx", "classes": ["face", "license_plate"]}
+
+
+def test_defaults_and_enums_parse():
+    cfg = RedactConfig.from_dict({"models": [MODEL], "merge": {"method": "NMS"}})
+    assert cfg.merge.method is MergeMethod.NMS
+    assert cfg.models[0].backend is Backend.ONNX
+    assert cfg.models[0].classes == (ObjectClass.FACE, ObjectClass.LICENSE_PLATE)
+    assert set(cfg.thresholds) == set(ObjectClass)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"merge": {"method": "mean"}}, "merge.method: 'mean' is not one of"),
+        ({"tiling": {"levels": [{"scale": 0}]}}, "tiling.levels[0].scale"),
+        ({"tiling": {"tile_sise": 640}}, "unknown key(s) ['tile_sise']"),
+        ({"thresholds": {"face": {"blur": 0.1, "review": 0.2}, "plate": {}}}, "floor <= review <= blur"),
+        ({"thresholds": {"face": {}}}, "missing classes ['license_plate']"),
+        ({"thresholds": {"dog": {}, "face": {}, "plate": {}}}, "unknown object class 'dog'"),
+        ({"blur": {"cells": "four"}}, "blur.cells: expected an integer"),
+        ({"output": {"keep_metadata": "yes"}}, "expected true/false"),
+        ({"models": []}, "at least one detector"),
+        ({"models": [{"path": "x.onnx"}]}, "needs 'classes'"),
+        ({"tiling": {"levels": [{"pitch_min_deg": 10, "pitch_max_deg": 0}]}}, "pitch_min_deg must be <"),
+    ],
+)
+def test_invalid_values_name_the_key(patch, message):
+    data = {"models": [MODEL], **patch}
+    with pytest.raises(ConfigError) as err:
+        RedactConfig.from_dict(data)
+    assert message in str(err.value)
+
+
+def test_hash_is_stable_and_sensitive():
+    a = RedactConfig.from_dict({"models": [MODEL]})
+    b = RedactConfig.from_dict({"models": [MODEL]})
+    c = RedactConfig.from_dict({"models": [MODEL], "blur": {"cells": 5}})
+    assert a.hash() == b.hash()
+    assert a.hash() != c.hash()
+    assert len(a.hash()) == 64
+
+
+def test_extends_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "models:\n  - {path: m.onnx, classes: [face]}\nthresholds:\n  face: {blur: 0.5, review: 0.2, floor: 0.1}\n"
+        "  license_plate: {blur: 0.4, review: 0.2, floor: 0.1}\n"
+    )
+    (tmp_path / "region.yaml").write_text("extends: base.yaml\nthresholds:\n  face: {blur: 0.3}\n")
+    cfg = RedactConfig.load(tmp_path / "region.yaml", {"blur": {"cells": 6}})
+    face = cfg.thresholds[ObjectClass.FACE]
+    assert (face.blur, face.review, face.floor) == (0.3, 0.2, 0.1)
+    assert cfg.thresholds[ObjectClass.LICENSE_PLATE].blur == 0.4
+    assert cfg.blur.cells == 6
+
+
+def test_extends_cycle_and_missing_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        RedactConfig.load(tmp_path / "a.yaml")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        RedactConfig.load(tmp_path / "nope.yaml")
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parents[1].glob("configs/**/*.yaml")):
+        cfg = RedactConfig.load(path)
+        assert cfg.models, path
