@@ -1,0 +1,197 @@
+"""Shared detector plumbing for Beam RunInference: result type, preprocessing, decoding.
+
+A backend (ONNX Runtime, TensorRT, ...) subclasses :class:`DetectorHandler` and implements
+only :meth:`DetectorHandler.load_model`, returning a :class:`DetectorModel` (input geometry +
+a raw ``forward``). Preprocessing, resizing, decoding, timing and the result type are here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import cv2
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from redact.config import ModelConfig
+from redact.detection.registry import ModelSpec
+from redact.detection.yolo import decode_yolov8
+from redact.detections import Detections
+
+METRICS_NAMESPACE = "redact_detector"
+DEFAULT_INPUT_SIZE = 640
+
+
+@dataclass(frozen=True)
+class TileInference:
+    """What a detector found in one tile.
+
+    Attributes:
+        detections: boxes in TILE pixel coordinates; ``class_id`` = ObjectClass values,
+            ``source`` = model index in the ensemble.
+        seconds: this tile's share of the batch wall time (batch time / batch size), summed
+            over ensemble members.
+    """
+
+    detections: Detections
+    seconds: float
+
+
+class DetectorModel(Protocol):
+    """A loaded detector: what :meth:`DetectorHandler.load_model` returns.
+
+    Attributes:
+        input_size: static square input size in pixels, or None if the model's spatial
+            dims are dynamic.
+        input_dtype: numpy dtype of the input tensor (float32 or float16).
+    """
+
+    input_size: int | None
+    input_dtype: np.dtype
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) input_dtype in [0, 1] -> raw YOLOv8 head (B, 4+nc[+extra], A)."""
+        ...
+
+
+ModelT = TypeVar("ModelT", bound=DetectorModel)
+
+InferenceFn = Callable[[Any, np.ndarray, "dict[str, Any] | None"], np.ndarray]
+"""``inference_fn(model, images (B,3,S,S), inference_args) -> raw head``."""
+
+
+def default_inference_fn(
+    model: DetectorModel, images: np.ndarray, inference_args: dict[str, Any] | None = None
+) -> np.ndarray:
+    """Call ``model.forward`` (``inference_args`` are not used by the default)."""
+    return model.forward(images)
+
+
+def preprocess(tiles: Sequence[np.ndarray], size: int, dtype: np.dtype | type) -> np.ndarray:
+    """Stack RGB tiles into a normalised NCHW tensor.
+
+    Args:
+        tiles: B arrays (H, W, 3) uint8 RGB; tiles not (size, size) are resized (area/linear).
+        size: model input size S in pixels.
+        dtype: float32 or float16.
+
+    Returns:
+        (B, 3, S, S) ``dtype`` array in [0, 1], freshly allocated (inputs are not modified).
+    """
+    out = np.empty((len(tiles), 3, size, size), dtype=dtype)
+    for i, tile in enumerate(tiles):
+        t = np.asarray(tile)
+        if t.ndim != 3 or t.shape[2] != 3:
+            raise ValueError(f"tile {i}: expected (H, W, 3) RGB, got shape {t.shape}")
+        if t.dtype != np.uint8:
+            raise ValueError(f"tile {i}: expected uint8, got {t.dtype}")
+        if t.shape[0] != size or t.shape[1] != size:
+            shrink = t.shape[0] > size or t.shape[1] > size
+            t = cv2.resize(
+                t, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            )
+        out[i] = t.transpose(2, 0, 1)  # uint8 -> dtype conversion happens in this copy
+    out *= np.asarray(1.0 / 255.0, dtype=dtype)
+    return out
+
+
+def _target_size(model: DetectorModel, spec: ModelSpec, tiles: Sequence[np.ndarray]) -> int:
+    if model.input_size:
+        return int(model.input_size)
+    if spec.input_size:
+        return spec.input_size
+    longest = max(max(t.shape[0], t.shape[1]) for t in tiles)
+    return max(32, -(-longest // 32) * 32)  # YOLOv8 strides need multiples of 32
+
+
+def _rescale(det: Detections, size: int, tile: np.ndarray) -> Detections:
+    """Map boxes from (size, size) model pixels to the tile's (H, W) pixels."""
+    h, w = tile.shape[0], tile.shape[1]
+    if (h, w) == (size, size) or not len(det):
+        return det
+    scale = np.array([w / size, h / size, w / size, h / size], np.float32)
+    return det.with_boxes(det.xyxy * scale)
+
+
+class DetectorHandler(ModelHandler[np.ndarray, PredictionResult, ModelT]):
+    """Base ModelHandler for one YOLOv8-style detector.
+
+    Elements are (S, S, 3) uint8 RGB tiles; results are
+    ``PredictionResult(example=None, inference=TileInference, model_id=spec.model_id)``.
+    The constructor is cheap and picklable (spec + config only); subclasses load the model
+    in :meth:`load_model`.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_config: ModelConfig,
+        model_index: int = 0,
+        *,
+        inference_fn: InferenceFn | None = None,
+    ) -> None:
+        super().__init__(
+            min_batch_size=model_config.batch_size, max_batch_size=model_config.batch_size
+        )
+        if not 0 <= model_index < 2**15:
+            raise ValueError(f"model_index must be in [0, 32767], got {model_index}")
+        self.spec = spec
+        self.model_config = model_config
+        self.model_index = model_index
+        self._inference_fn: InferenceFn = inference_fn or default_inference_fn
+
+    def load_model(self) -> ModelT:
+        raise NotImplementedError(type(self))
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: ModelT,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        """Detect in a batch of tiles -> one PredictionResult per tile, in order."""
+        if not batch:
+            return []
+        t0 = time.perf_counter()
+        size = _target_size(model, self.spec, batch)
+        images = preprocess(batch, size, model.input_dtype)
+        raw = np.asarray(self._inference_fn(model, images, inference_args))
+        if raw.ndim != 3 or raw.shape[0] != len(batch):
+            raise RuntimeError(
+                f"model {self.spec.model_id}: output shape {raw.shape} does not match a "
+                f"batch of {len(batch)} (expected (B, 4+nc, A))"
+            )
+        decoded = decode_yolov8(
+            raw,
+            num_classes=self.spec.num_classes,
+            class_map=self.spec.classes,
+            score_floor=self.model_config.score_floor,
+            nms_iou=self.model_config.tile_nms_iou,
+            input_size=size,
+            source=self.model_index,
+        )
+        seconds = (time.perf_counter() - t0) / len(batch)
+        return [
+            PredictionResult(
+                example=None,
+                inference=TileInference(_rescale(det, size, tile), seconds),
+                model_id=self.spec.model_id,
+            )
+            for det, tile in zip(decoded, batch, strict=True)
+        ]
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        """Bytes of image data in the batch."""
+        return sum(int(np.asarray(t).nbytes) for t in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+    def batch_elements_kwargs(self) -> Mapping[str, Any]:
+        return dict(self._batching_kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.model_id!r}, index={self.model_index})"

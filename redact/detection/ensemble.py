@@ -1,0 +1,161 @@
+"""Union ensemble of detectors, and building the detector handler from a RedactConfig."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from redact.config import Backend, ModelConfig, RedactConfig
+from redact.detection.base import METRICS_NAMESPACE, TileInference
+from redact.detection.registry import ModelRegistry, ModelSpec
+from redact.detections import Detections
+
+TENSORRT_MODULE = "redact.detection.tensorrt_handler"
+TENSORRT_ERROR = "TensorRT backend requires the [tensorrt] extra and a GPU"
+
+
+class EnsembleModelHandler(ModelHandler[np.ndarray, PredictionResult, list[Any]]):
+    """Runs every member on each batch and concatenates their detections per tile.
+
+    Members must produce ``PredictionResult(inference=TileInference)`` (any
+    :class:`redact.detection.base.DetectorHandler`). The loaded model is the list of the
+    members' models; ``seconds`` of a tile is summed over members. No suppression happens
+    here: the merge stage clusters overlapping boxes (union ensemble, recall first).
+    """
+
+    def __init__(self, handlers: Sequence[ModelHandler[np.ndarray, PredictionResult, Any]]) -> None:
+        if not handlers:
+            raise ValueError("an ensemble needs at least one model handler")
+        self._handlers = tuple(handlers)
+        maxes = [h.batch_elements_kwargs().get("max_batch_size") for h in self._handlers]
+        mins = [h.batch_elements_kwargs().get("min_batch_size") for h in self._handlers]
+        max_batch = min((m for m in maxes if m is not None), default=None)
+        min_batch = min((m for m in mins if m is not None), default=None)
+        if max_batch is not None and min_batch is not None:
+            min_batch = min(min_batch, max_batch)
+        super().__init__(min_batch_size=min_batch, max_batch_size=max_batch)
+
+    @property
+    def handlers(self) -> tuple[ModelHandler[np.ndarray, PredictionResult, Any], ...]:
+        return self._handlers
+
+    def load_model(self) -> list[Any]:
+        return [h.load_model() for h in self._handlers]
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: list[Any],
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        """Union of the members' detections, per tile, in batch order."""
+        if len(model) != len(self._handlers):
+            raise ValueError(f"expected {len(self._handlers)} loaded models, got {len(model)}")
+        per_member = [
+            list(h.run_inference(batch, m, inference_args))
+            for h, m in zip(self._handlers, model, strict=True)
+        ]
+        for h, results in zip(self._handlers, per_member, strict=True):
+            if len(results) != len(batch):
+                raise RuntimeError(f"{h!r} returned {len(results)} results for {len(batch)} tiles")
+        model_id = "+".join(str(r[0].model_id) for r in per_member) if batch else ""
+        out = []
+        for i in range(len(batch)):
+            infs = [_tile_inference(r[i]) for r in per_member]
+            out.append(
+                PredictionResult(
+                    example=None,
+                    inference=TileInference(
+                        Detections.merge([t.detections for t in infs]),
+                        float(sum(t.seconds for t in infs)),
+                    ),
+                    model_id=model_id,
+                )
+            )
+        return out
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        return sum(int(np.asarray(t).nbytes) for t in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+    def batch_elements_kwargs(self) -> Mapping[str, Any]:
+        return dict(self._batching_kwargs)
+
+    def __repr__(self) -> str:
+        return f"EnsembleModelHandler({list(self._handlers)!r})"
+
+
+def _tile_inference(result: PredictionResult) -> TileInference:
+    inference = result.inference
+    if not isinstance(inference, TileInference):
+        raise TypeError(
+            f"ensemble members must return TileInference, got {type(inference).__name__} "
+            f"(model {result.model_id})"
+        )
+    return inference
+
+
+def _tensorrt_handler_class() -> type:
+    try:
+        module = importlib.import_module(TENSORRT_MODULE)
+    except ImportError as e:
+        raise RuntimeError(f"{TENSORRT_ERROR} ({e})") from e
+    try:
+        return module.TensorRTModelHandler
+    except AttributeError as e:
+        raise RuntimeError(
+            f"{TENSORRT_ERROR} ({TENSORRT_MODULE} has no TensorRTModelHandler)"
+        ) from e
+
+
+def make_member_handler(
+    spec: ModelSpec, model_config: ModelConfig, index: int
+) -> ModelHandler[np.ndarray, PredictionResult, Any]:
+    """One detector handler for ``model_config.backend``."""
+    if model_config.backend is Backend.ONNX:
+        from redact.detection.onnx_handler import YoloOnnxModelHandler
+
+        return YoloOnnxModelHandler(spec, model_config, index)
+    if model_config.backend is Backend.TENSORRT:
+        cls = _tensorrt_handler_class()
+        return cls(spec, model_config, index)
+    raise ValueError(f"unsupported backend {model_config.backend!r}")  # pragma: no cover
+
+
+def make_detector_handler(
+    config: RedactConfig, registry: ModelRegistry
+) -> ModelHandler[np.ndarray, PredictionResult, Any]:
+    """The handler for ``config.models``: the single model, or a union ensemble.
+
+    Resolves every model in the registry (path models are hashed). Model files are
+    checked on the worker when loaded (sha256), not here.
+    """
+    members = [
+        make_member_handler(registry.resolve(mc), mc, i) for i, mc in enumerate(config.models)
+    ]
+    return members[0] if len(members) == 1 else EnsembleModelHandler(members)
+
+
+def describe_models(config: RedactConfig, registry: ModelRegistry) -> list[dict[str, Any]]:
+    """Manifest rows: one dict per model (index, name, version, sha256, backend, uri, classes)."""
+    rows = []
+    for i, mc in enumerate(config.models):
+        spec = registry.resolve(mc)
+        rows.append(
+            {
+                "index": i,
+                "name": spec.name,
+                "version": spec.version,
+                "sha256": spec.sha256,
+                "backend": mc.backend.value,
+                "uri": spec.uri,
+                "classes": [c.label if c is not None else None for c in spec.classes],
+            }
+        )
+    return rows

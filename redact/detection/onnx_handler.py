@@ -1,0 +1,144 @@
+"""YOLOv8 detector on ONNX Runtime, as a Beam RunInference ModelHandler."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from redact.config import ModelConfig
+from redact.detection.base import DetectorHandler, InferenceFn
+from redact.detection.registry import ModelFileError, ModelSpec
+
+_DTYPES: dict[str, np.dtype] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(float16)": np.dtype(np.float16),
+}
+_PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@dataclass
+class OnnxDetectorModel:
+    """A loaded ONNX Runtime session plus its input geometry (a :class:`DetectorModel`).
+
+    Attributes:
+        session: the ``onnxruntime.InferenceSession``.
+        input_name: name of the image input.
+        output_name: name of the first output (the YOLO head).
+        input_size: static square input size in pixels, None if dynamic.
+        input_dtype: float32 or float16.
+    """
+
+    session: Any
+    input_name: str
+    output_name: str
+    input_size: int | None
+    input_dtype: np.dtype
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) -> raw head (B, 4+nc[+extra], A) as float32."""
+        out = self.session.run([self.output_name], {self.input_name: images})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+def _read_bytes(uri: str) -> bytes:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(uri, "application/octet-stream") as f:
+        return bytes(f.read())
+
+
+def _static_size(shape: Sequence[Any]) -> int | None:
+    if len(shape) != 4:
+        raise ModelFileError(f"model input must be 4-D (B, 3, H, W), got {list(shape)}")
+    h, w = shape[2], shape[3]
+    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+        if h != w:
+            raise ModelFileError(f"model input must be square, got {h}x{w}")
+        return h
+    return None
+
+
+class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
+    """ONNX Runtime YOLOv8 detector.
+
+    Args:
+        spec: the resolved registry entry (uri, sha256, class map).
+        model_config: batch size, score floor, tile NMS IoU, intra-op threads.
+        model_index: index of this model in the ensemble (``Detections.source``).
+        providers: ONNX Runtime execution providers; default: CUDA if available, then CPU
+            (decided on the worker at load time).
+        inference_fn: ``fn(model, images, inference_args) -> raw head`` to override the call.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_config: ModelConfig,
+        model_index: int = 0,
+        *,
+        providers: Sequence[str] | None = None,
+        inference_fn: InferenceFn | None = None,
+    ) -> None:
+        super().__init__(spec, model_config, model_index, inference_fn=inference_fn)
+        self._providers = tuple(providers) if providers is not None else None
+
+    def _session_options(self) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.model_config.intra_op_threads > 0:
+            opts.intra_op_num_threads = self.model_config.intra_op_threads
+        return opts
+
+    def _resolve_providers(self) -> list[str]:
+        import onnxruntime as ort
+
+        if self._providers is not None:
+            return list(self._providers)
+        available = set(ort.get_available_providers())
+        return [p for p in _PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
+
+    def load_model(self) -> OnnxDetectorModel:
+        """Read the model bytes via FileSystems (local, gs://, s3://), check sha256, open."""
+        import onnxruntime as ort
+
+        try:
+            data = _read_bytes(self.spec.uri)
+        except OSError as e:
+            raise ModelFileError(
+                f"cannot read model {self.spec.name!r} at {self.spec.uri}: {e}"
+            ) from e
+        if self.spec.sha256:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != self.spec.sha256:
+                raise ModelFileError(
+                    f"model {self.spec.name!r} at {self.spec.uri} has sha256 {digest}, "
+                    f"expected {self.spec.sha256}"
+                )
+        try:
+            session = ort.InferenceSession(
+                data, sess_options=self._session_options(), providers=self._resolve_providers()
+            )
+        except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
+            raise ModelFileError(
+                f"cannot load model {self.spec.name!r} from {self.spec.uri}: {e}"
+            ) from e
+        inp = session.get_inputs()[0]
+        if inp.type not in _DTYPES:
+            raise ModelFileError(
+                f"model {self.spec.name!r}: unsupported input type {inp.type} "
+                "(expected float or float16)"
+            )
+        return OnnxDetectorModel(
+            session=session,
+            input_name=inp.name,
+            output_name=session.get_outputs()[0].name,
+            input_size=_static_size(inp.shape),
+            input_dtype=_DTYPES[inp.type],
+        )

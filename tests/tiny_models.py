@@ -1,0 +1,212 @@
+"""Tiny, real YOLOv8-shaped ONNX models for tests (built with onnx.helper, no torch).
+
+``build_color_detector``: class 0 ("face") fires on pure red 8x8 cells, class 1 ("plate") on
+pure blue ones, class 2 (if any) on pure green; every anchor's box is its cell centre +/- 12 px.
+So a red square drawn in a tile is detected as a face and a blue one as a plate.
+
+``build_constant_detector``: outputs fixed boxes/scores whatever the input (decode tests).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+STRIDE = 8
+BOX_SIZE = 24.0  # px, w and h of every color-detector box
+SHARPNESS = 16.0  # score = sigmoid(SHARPNESS * (cell purity - 0.5))
+OPSET = 13
+
+_COLORS = ("red", "blue", "green")
+_CHANNEL = {"red": 0, "green": 1, "blue": 2}
+
+
+def _save(graph: onnx.GraphProto, path: str | Path) -> Path:
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="redact-tests"
+    )
+    model.ir_version = 8  # loadable by any onnxruntime >= 1.10
+    onnx.checker.check_model(model)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(p))
+    return p
+
+
+def _input(size: int, dtype: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info("images", dtype, ["batch", 3, size, size])
+
+
+def anchor_centres(size: int) -> np.ndarray:
+    """(A, 2) float32 cell centres (cx, cy) of the stride-8 grid, row-major, pixels."""
+    n = size // STRIDE
+    ys, xs = np.mgrid[0:n, 0:n]
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32) * STRIDE + STRIDE / 2
+
+
+def build_color_detector(
+    path: str | Path,
+    *,
+    size: int = 64,
+    num_classes: int = 2,
+    extra_channels: int = 0,
+    input_dtype: str = "float32",
+) -> Path:
+    """Write a colour "detector" ONNX model and return its path.
+
+    Args:
+        path: output .onnx file.
+        size: S, square input size in pixels (multiple of 8, 16..2048).
+        num_classes: 1 (red), 2 (red, blue) or 3 (red, blue, green).
+        extra_channels: zero channels appended after the class scores (like pose keypoints).
+        input_dtype: "float32" or "float16" input tensor.
+
+    Input ``images`` [B, 3, S, S] in [0, 1]; output ``output0`` [B, 4 + nc + extra, (S/8)^2]:
+    cx, cy, w=24, h=24 per cell, then per class sigmoid(16 * (mean purity of the cell - 0.5)),
+    purity of red = clip(R - max(G, B), 0, 1).
+    """
+    if size % STRIDE or not 16 <= size <= 2048:
+        raise ValueError(f"size must be a multiple of {STRIDE} in [16, 2048], got {size}")
+    if not 1 <= num_classes <= len(_COLORS):
+        raise ValueError(f"num_classes must be 1..{len(_COLORS)}, got {num_classes}")
+    if input_dtype not in ("float32", "float16"):
+        raise ValueError(f"input_dtype must be float32 or float16, got {input_dtype}")
+    n_anchor = (size // STRIDE) ** 2
+    init: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        init.append(numpy_helper.from_array(value, name))
+        return name
+
+    x = "images"
+    if input_dtype == "float16":
+        nodes.append(helper.make_node("Cast", ["images"], ["x32"], to=TensorProto.FLOAT))
+        x = "x32"
+    # One [B, 1, S, S] plane per RGB channel.
+    for cname, ch in _CHANNEL.items():
+        nodes.append(
+            helper.make_node(
+                "Slice",
+                [
+                    x,
+                    const(f"s_{cname}", np.array([ch], np.int64)),
+                    const(f"e_{cname}", np.array([ch + 1], np.int64)),
+                    const(f"a_{cname}", np.array([1], np.int64)),
+                ],
+                [cname],
+            )
+        )
+    purity = []
+    for color in _COLORS[:num_classes]:
+        others = [c for c in _CHANNEL if c != color]
+        nodes.append(helper.make_node("Max", others, [f"{color}_others"]))
+        nodes.append(helper.make_node("Sub", [color, f"{color}_others"], [f"{color}_diff"]))
+        nodes.append(helper.make_node("Relu", [f"{color}_diff"], [f"{color}_purity"]))
+        purity.append(f"{color}_purity")
+    nodes.append(helper.make_node("Concat", purity, ["purity"], axis=1))
+    nodes.append(
+        helper.make_node(
+            "AveragePool",
+            ["purity"],
+            ["cell"],
+            kernel_shape=[STRIDE, STRIDE],
+            strides=[STRIDE, STRIDE],
+        )
+    )
+    nodes.append(
+        helper.make_node("Sub", ["cell", const("half", np.array(0.5, np.float32))], ["c0"])
+    )
+    nodes.append(
+        helper.make_node("Mul", ["c0", const("sharp", np.array(SHARPNESS, np.float32))], ["c1"])
+    )
+    nodes.append(helper.make_node("Sigmoid", ["c1"], ["c2"]))
+    nodes.append(
+        helper.make_node(
+            "Reshape", ["c2", const("shape", np.array([0, num_classes, -1], np.int64))], ["scores"]
+        )
+    )
+    # Boxes: constant [1, 4, A] broadcast to the batch by adding 0 * (sum of scores).
+    centres = anchor_centres(size)
+    boxes = np.concatenate([centres.T, np.full((2, n_anchor), BOX_SIZE, np.float32)], axis=0)[
+        None
+    ].astype(np.float32)
+    nodes.append(helper.make_node("ReduceMean", ["scores"], ["ssum"], axes=[1], keepdims=1))
+    nodes.append(helper.make_node("Mul", ["ssum", const("zero", np.array(0.0, np.float32))], ["z"]))
+    nodes.append(helper.make_node("Add", ["z", const("boxes", boxes)], ["bx"]))
+    parts = ["bx", "scores"]
+    if extra_channels:
+        nodes.append(
+            helper.make_node(
+                "Add",
+                ["z", const("extra", np.zeros((1, extra_channels, n_anchor), np.float32))],
+                ["ex"],
+            )
+        )
+        parts.append("ex")
+    nodes.append(helper.make_node("Concat", parts, ["output0"], axis=1))
+    channels = 4 + num_classes + extra_channels
+    graph = helper.make_graph(
+        nodes,
+        "color_detector",
+        [_input(size, TensorProto.FLOAT16 if input_dtype == "float16" else TensorProto.FLOAT)],
+        [
+            helper.make_tensor_value_info(
+                "output0", TensorProto.FLOAT, ["batch", channels, n_anchor]
+            )
+        ],
+        initializer=init,
+    )
+    return _save(graph, path)
+
+
+def build_constant_detector(
+    path: str | Path, boxes: np.ndarray, scores: np.ndarray, *, size: int = 64
+) -> Path:
+    """Write a model whose head is always the given anchors, and return its path.
+
+    Args:
+        path: output .onnx file.
+        boxes: (A, 4) cx, cy, w, h in input pixels.
+        scores: (A, nc) class scores in [0, 1].
+        size: S, square input size in pixels.
+
+    Output ``output0`` [B, 4 + nc, A] (the same for every image of the batch).
+    """
+    b = np.asarray(boxes, np.float32)
+    s = np.asarray(scores, np.float32)
+    if b.ndim != 2 or b.shape[1] != 4:
+        raise ValueError(f"boxes must be (A, 4), got {b.shape}")
+    if s.ndim != 2 or s.shape[0] != b.shape[0]:
+        raise ValueError(f"scores must be (A, nc) with A={b.shape[0]}, got {s.shape}")
+    head = np.concatenate([b.T, s.T], axis=0)[None]  # (1, 4 + nc, A)
+    init = [
+        numpy_helper.from_array(head, "head"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),  # [B,1,1,1]
+        helper.make_node("Reshape", ["m", "shape"], ["m3"]),  # [B, 1, 1]
+        helper.make_node("Mul", ["m3", "zero"], ["z"]),
+        helper.make_node("Add", ["z", "head"], ["output0"]),
+    ]
+    init.append(numpy_helper.from_array(np.array([0, 1, 1], np.int64), "shape"))
+    graph = helper.make_graph(
+        nodes,
+        "constant_detector",
+        [_input(size, TensorProto.FLOAT)],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", *head.shape[1:]])],
+        initializer=init,
+    )
+    return _save(graph, path)
+
+
+def draw_square(image: np.ndarray, x0: int, y0: int, side: int, color: str = "red") -> np.ndarray:
+    """Copy of ``image`` (H, W, 3) uint8 RGB with a pure ``color`` square at (x0, y0), pixels."""
+    out = image.copy()
+    rgb = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}[color]
+    out[y0 : y0 + side, x0 : x0 + side] = rgb
+    return out
