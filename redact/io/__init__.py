@@ -1,0 +1,1 @@
+"""Image input/output: decode/encode with metadata preservation (:mod:`redact.io.codec`)."""

@@ -1,0 +1,254 @@
+"""JPEG marker parsing, structural validation, quality estimation and metadata selection.
+
+:func:`parse_jpeg` walks every marker segment and the entropy-coded data up to EOI, so a
+truncated file (no EOI) or a malformed one raises before any pixel is trusted.
+:func:`select_metadata` keeps only the whitelisted segments (see :mod:`redact.io.codec`),
+sanitised: EXIF without thumbnail/MakerNote, XMP without embedded images.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from redact.errors import ImageError, Stage
+from redact.io.exif import exif_orientation, sanitize_exif
+from redact.io.xmp import contains_embedded_image, scrub_xmp
+
+SOI = 0xD8
+EOI = 0xD9
+SOS = 0xDA
+DQT = 0xDB
+APP1 = 0xE1
+APP2 = 0xE2
+COM = 0xFE
+# SOF markers: C0..CF except DHT (C4), JPG (C8) and DAC (CC).
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_STANDALONE = frozenset(range(0xD0, 0xD8)) | {0x01}
+
+EXIF_ID = b"Exif\x00\x00"
+XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
+XMP_EXT_ID = b"http://ns.adobe.com/xmp/extension/\x00"
+ICC_ID = b"ICC_PROFILE\x00"
+
+# A marker inside entropy-coded data: 0xFF not followed by a stuffed 0x00, a fill 0xFF, or RSTn.
+_ENTROPY_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+
+# IJG (libjpeg) standard luminance quantisation table, zig-zag order (as stored in DQT).
+_STD_LUMA_ZIGZAG = np.array(
+    [16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40,
+     26, 24, 22, 22, 24, 49, 35, 37, 29, 40, 58, 51, 61, 60, 57, 51,
+     56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87,
+     95, 98, 103, 104, 103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99],
+    dtype=np.int64,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JpegFrame:
+    """The SOF segment: size in stored (not upright) pixels and the components."""
+
+    marker: int
+    precision: int
+    height: int
+    width: int
+    components: tuple[tuple[int, int, int, int], ...]  # (id, h_samp, v_samp, quant_table)
+
+
+@dataclass(frozen=True)
+class JpegStructure:
+    """A validated JPEG: header segments before the first SOS, frame, quantisation tables."""
+
+    segments: tuple[tuple[int, bytes], ...]  # (marker, payload without length) before SOS
+    frame: JpegFrame
+    qtables: dict[int, tuple[int, ...]]  # table id -> 64 values, zig-zag order
+    end: int  # offset just after EOI; bytes beyond it are trailing data (dropped)
+
+
+def _err(reason: str, message: str) -> ImageError:
+    return ImageError(reason, message, Stage.DECODE)
+
+
+def _parse_sof(marker: int, p: bytes) -> JpegFrame:
+    if len(p) < 6:
+        raise _err("corrupt", "JPEG SOF segment too short")
+    precision, height, width, nf = struct.unpack(">BHHB", p[:6])
+    if len(p) < 6 + 3 * nf or nf == 0:
+        raise _err("corrupt", "JPEG SOF component list malformed")
+    comps = tuple(
+        (p[6 + 3 * i], p[7 + 3 * i] >> 4, p[7 + 3 * i] & 15, p[8 + 3 * i]) for i in range(nf)
+    )
+    return JpegFrame(marker, precision, height, width, comps)
+
+
+def _parse_dqt(p: bytes, tables: dict[int, tuple[int, ...]]) -> None:
+    i = 0
+    while i < len(p):
+        pq, tq = p[i] >> 4, p[i] & 15
+        size = 128 if pq else 64
+        if i + 1 + size > len(p):
+            raise _err("corrupt", "JPEG DQT segment too short")
+        raw = p[i + 1 : i + 1 + size]
+        tables[tq] = struct.unpack(">64H", raw) if pq else tuple(raw)
+        i += 1 + size
+
+
+def parse_jpeg(data: bytes) -> JpegStructure:
+    """Validate the marker structure of a JPEG up to EOI. Raises :class:`ImageError`."""
+    n = len(data)
+    if n < 4 or data[0] != 0xFF or data[1] != SOI:
+        raise _err("unknown_format", "not a JPEG (no SOI marker)")
+    pos = 2
+    segments: list[tuple[int, bytes]] = []
+    qtables: dict[int, tuple[int, ...]] = {}
+    frame: JpegFrame | None = None
+    seen_sos = False
+    while True:
+        if pos >= n:
+            raise _err("truncated", "JPEG ends before the EOI marker")
+        if data[pos] != 0xFF:
+            raise _err("corrupt", f"JPEG: expected a marker at byte {pos}")
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise _err("truncated", "JPEG ends inside a marker")
+        marker = data[pos]
+        pos += 1
+        if marker == EOI:
+            if not seen_sos:
+                raise _err("corrupt", "JPEG has no image data (EOI before SOS)")
+            break
+        if marker == SOI:
+            raise _err("corrupt", "JPEG: unexpected SOI marker")
+        if marker in _STANDALONE:
+            continue
+        if pos + 2 > n:
+            raise _err("truncated", "JPEG ends inside a segment header")
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise _err("corrupt", f"JPEG: bad segment length for marker 0x{marker:02X}")
+        if pos + length > n:
+            raise _err("truncated", f"JPEG ends inside marker 0x{marker:02X} segment")
+        payload = data[pos + 2 : pos + length]
+        pos += length
+        if not seen_sos:
+            segments.append((marker, payload))
+        if marker in _SOF:
+            if frame is not None:
+                raise _err("corrupt", "JPEG has more than one SOF segment")
+            frame = _parse_sof(marker, payload)
+        elif marker == DQT:
+            _parse_dqt(payload, qtables)
+        elif marker == SOS:
+            if frame is None:
+                raise _err("corrupt", "JPEG: SOS before SOF")
+            seen_sos = True
+            m = _ENTROPY_MARKER.search(data, pos)
+            if m is None:
+                raise _err("truncated", "JPEG entropy-coded data ends without EOI")
+            pos = m.start()
+    if frame is None:  # pragma: no cover - SOS requires a frame
+        raise _err("corrupt", "JPEG has no SOF segment")
+    return JpegStructure(tuple(segments), frame, qtables, pos)
+
+
+def estimate_quality(qtable: tuple[int, ...] | None) -> int | None:
+    """IJG quality (1..100) whose scaled standard luminance table best matches ``qtable``.
+
+    ``qtable`` is 64 values in zig-zag order (as in DQT). ``None`` if no table.
+    """
+    if qtable is None or len(qtable) != 64:
+        return None
+    q = np.arange(1, 101, dtype=np.int64)
+    scale = np.where(q < 50, 5000 // q, 200 - 2 * q)  # (100,)
+    tables = np.clip((_STD_LUMA_ZIGZAG[None, :] * scale[:, None] + 50) // 100, 1, 255)
+    err = np.abs(tables - np.asarray(qtable, dtype=np.int64)[None, :]).sum(axis=1)
+    return int(q[int(np.argmin(err))])
+
+
+def luma_qtable(structure: JpegStructure) -> tuple[int, ...] | None:
+    """The quantisation table of the first (luma) component."""
+    tq = structure.frame.components[0][3]
+    return structure.qtables.get(tq)
+
+
+def subsampling(frame: JpegFrame) -> str:
+    """Chroma subsampling as a simplejpeg string: ``444``, ``422``, ``420``, ``440``, ``411``
+    or ``Gray``; unusual layouts map to ``444`` (never lose chroma resolution)."""
+    if len(frame.components) == 1:
+        return "Gray"
+    h0, v0 = frame.components[0][1], frame.components[0][2]
+    h1, v1 = frame.components[1][1], frame.components[1][2]
+    if h1 == 0 or v1 == 0:
+        return "444"
+    ratio = (h0 // h1, v0 // v1)
+    return {(1, 1): "444", (2, 1): "422", (2, 2): "420", (1, 2): "440", (4, 1): "411"}.get(
+        ratio, "444"
+    )
+
+
+def orientation(structure: JpegStructure) -> int:
+    """EXIF Orientation of the first Exif APP1 segment (1 when none)."""
+    for marker, payload in structure.segments:
+        if marker == APP1 and payload.startswith(EXIF_ID):
+            return exif_orientation(payload[len(EXIF_ID) :])
+    return 1
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    if len(payload) + 2 > 0xFFFF:
+        raise ValueError(f"JPEG segment 0x{marker:02X} payload too large")
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def select_metadata(structure: JpegStructure) -> tuple[bytes, ...]:
+    """Whitelisted, sanitised metadata segments (complete, with marker and length), in order.
+
+    Kept: APP1 Exif (first only; thumbnail & MakerNote removed), APP1 XMP (embedded images
+    removed), APP1 extended XMP (dropped as a whole if it holds an image), APP2 ICC_PROFILE,
+    COM. Everything else (JFIF/Adobe: re-written by the encoder; MPF, Photoshop IRB, unknown
+    APPn) is dropped.
+    """
+    out: list[tuple[int, bytes]] = []  # (index, segment)
+    ext: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
+    have_exif = False
+    for i, (marker, payload) in enumerate(structure.segments):
+        if marker == APP1 and payload.startswith(EXIF_ID):
+            if have_exif:
+                continue
+            have_exif = True
+            clean = sanitize_exif(payload[len(EXIF_ID) :])
+            if clean is not None:
+                out.append((i, _segment(marker, EXIF_ID + clean)))
+        elif marker == APP1 and payload.startswith(XMP_ID):
+            packet = scrub_xmp(payload[len(XMP_ID) :])
+            if not contains_embedded_image(packet):
+                out.append((i, _segment(marker, XMP_ID + packet)))
+        elif marker == APP1 and payload.startswith(XMP_EXT_ID):
+            guid = payload[len(XMP_EXT_ID) : len(XMP_EXT_ID) + 32]
+            ext[guid].append((i, _segment(marker, payload)))
+        elif (marker == APP2 and payload.startswith(ICC_ID)) or marker == COM:
+            out.append((i, _segment(marker, payload)))
+    head = 4 + len(XMP_EXT_ID)  # marker, length, namespace; then GUID(32) size(4) offset(4)
+    for chunks in ext.values():
+        ordered = sorted(chunks, key=lambda t: t[1][head + 36 : head + 40])
+        body = b"".join(seg[head + 40 :] for _, seg in ordered)
+        if not contains_embedded_image(body):
+            out.extend(chunks)
+    out.sort(key=lambda t: t[0])
+    return tuple(seg for _, seg in out)
+
+
+def insert_segments(jpeg: bytes, segments: tuple[bytes, ...]) -> bytes:
+    """Insert complete segments after SOI and the encoder's leading APP0 (JFIF), if any."""
+    if not segments:
+        return jpeg
+    pos = 2
+    if jpeg[2:4] == b"\xff\xe0":
+        (length,) = struct.unpack(">H", jpeg[4:6])
+        pos = 4 + length
+    return jpeg[:pos] + b"".join(segments) + jpeg[pos:]
