@@ -160,11 +160,17 @@ def _default_thresholds() -> dict[ObjectClass, ClassThresholds]:
     return {c: ClassThresholds() for c in ObjectClass}
 
 
+def _default_shapes() -> dict[ObjectClass, BlurShape]:
+    return {ObjectClass.FACE: BlurShape.ELLIPSE, ObjectClass.LICENSE_PLATE: BlurShape.BOX}
+
+
 @dataclass(frozen=True)
 class BlurConfig:
     """Irreversible anonymisation of a region (see :mod:`redact.blur`)."""
 
-    shape: BlurShape = BlurShape.ELLIPSE
+    # Per class; a class not listed gets BOX (it covers the most). An ELLIPSE always passes
+    # through the detected box's corners, whatever ``dilate`` is.
+    shapes: Mapping[ObjectClass, BlurShape] = field(default_factory=_default_shapes)
     dilate: float = 0.15  # grow each box by this share of its size on every side
     min_size_px: int = 8  # regions are at least this many pixels wide and tall
     feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
@@ -177,6 +183,13 @@ class BlurConfig:
         _range(f"{where}.feather_px", self.feather_px, 0, 256)
         _range(f"{where}.cells", self.cells, 1, 64)
         _range(f"{where}.noise_sigma", self.noise_sigma, 0.0, 128.0)
+
+    def shape_for(self, class_id: int) -> BlurShape:
+        """The blur shape of one ObjectClass value (BOX for a class not configured)."""
+        try:
+            return self.shapes.get(ObjectClass(int(class_id)), BlurShape.BOX)
+        except ValueError:
+            return BlurShape.BOX
 
 
 @dataclass(frozen=True)

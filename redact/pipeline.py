@@ -82,8 +82,9 @@ def resolve_projection(requested: Projection, width: int, height: int) -> Projec
 
 
 def _failed_row(run: RunInfo, job: JobSpec, uri: str, err: ImageError | Exception, **kw: Any) -> dict:
+    fallback_stage = kw.pop("stage", "unknown")
     reason = err.reason if isinstance(err, ImageError) else "internal_error"
-    stage = err.stage.value if isinstance(err, ImageError) else kw.pop("stage", "unknown")
+    stage = err.stage.value if isinstance(err, ImageError) else fallback_stage
     try:
         rel = job.input.relative(uri)
     except ValueError:
@@ -283,7 +284,9 @@ class FinalizeImage(beam.DoFn):
 
         decoded = decode_image(rec.data, max_pixels=cfg.io.max_pixels)
         t2 = time.perf_counter()
-        pixels, mask = blur_regions(decoded.pixels, to_blur.xyxy, cfg.blur, wrap=wrap)
+        pixels, mask = blur_regions(
+            decoded.pixels, to_blur.xyxy, cfg.blur, wrap=wrap, classes=to_blur.class_id
+        )
         t3 = time.perf_counter()
         encoded = encode_image(
             decoded, pixels, jpeg_quality=cfg.output.jpeg_quality, keep_metadata=cfg.output.keep_metadata
