@@ -60,9 +60,7 @@ def _validate_boxes(boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
     )
 
 
-def region_size(
-    box: npt.ArrayLike, cfg: BlurConfig, shape: BlurShape
-) -> tuple[float, float]:
+def region_size(box: npt.ArrayLike, cfg: BlurConfig, shape: BlurShape) -> tuple[float, float]:
     """(w, h) in pixels of the shape blurred for one xyxy ``box`` (before feathering)."""
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64))
     w = max((x2 - x1) * (1.0 + 2.0 * cfg.dilate), float(cfg.min_size_px))

@@ -50,14 +50,43 @@ def load_config(path: str | None, overrides: Sequence[str] = ()) -> RedactConfig
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, metavar="SRC", help="folder, glob, file, or gs://... / s3://... pattern")
-    p.add_argument("--output", required=True, metavar="DST", help="where published copies go (same relative paths)")
+    p.add_argument(
+        "--input",
+        required=True,
+        metavar="SRC",
+        help="folder, glob, file, or gs://... / s3://... pattern",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="DST",
+        help="where published copies go (same relative paths)",
+    )
     p.add_argument("--manifest", metavar="DIR", help="manifest folder (default: DST/_manifest)")
-    p.add_argument("--quarantine", metavar="DIR", help="quarantine records folder (default: DST/_quarantine)")
-    p.add_argument("--config", metavar="YAML", help=f"config file (default: {DEFAULT_CONFIG.relative_to(REPO_ROOT)})")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. thresholds.face.blur=0.3")
-    p.add_argument("--projection", default="auto", choices=[x.value for x in Projection], help="auto: 2:1 images are equirectangular panoramas")
-    p.add_argument("--run-id", help="identifier stored in every manifest row (default: UTC time + random)")
+    p.add_argument(
+        "--quarantine", metavar="DIR", help="quarantine records folder (default: DST/_quarantine)"
+    )
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help=f"config file (default: {DEFAULT_CONFIG.relative_to(REPO_ROOT)})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. thresholds.face.blur=0.3",
+    )
+    p.add_argument(
+        "--projection",
+        default="auto",
+        choices=[x.value for x in Projection],
+        help="auto: 2:1 images are equirectangular panoramas",
+    )
+    p.add_argument(
+        "--run-id", help="identifier stored in every manifest row (default: UTC time + random)"
+    )
     p.add_argument("--registry", help="model registry YAML (default: models/registry.yaml)")
 
 

@@ -300,7 +300,7 @@ def _load_yaml_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     parent = data.pop("extends", None)
     if parent is None:
         return data
-    base = _load_yaml_chain(path.parent / str(parent), seen + (path,))
+    base = _load_yaml_chain(path.parent / str(parent), (*seen, path))
     return _deep_merge(base, data)
 
 
@@ -346,11 +346,9 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         unknown = sorted(set(value) - names)
         if unknown:
             raise ConfigError(f"{label}: unknown key(s) {unknown} (known: {sorted(names)})")
-        kwargs = {
-            k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()
-        }
+        kwargs = {k: _build(hints[k], v, f"{where}.{k}" if where else k) for k, v in value.items()}
         try:
-            return tp(**kwargs)
+            return tp(**kwargs)  # type: ignore[operator]
         except TypeError as e:
             raise ConfigError(f"{label}: {e}") from e
     if origin is tuple:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 def _as(arr: object, dtype: type, name: str, ndim: int) -> np.ndarray:
     # Always a private copy: the result is frozen read-only, the caller's array must not be.
-    out = np.array(arr, dtype=dtype, copy=True)
+    out: np.ndarray = np.array(arr, dtype=dtype, copy=True)
     if out.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {out.shape}")
     return out
@@ -37,7 +37,7 @@ class Detections:
     xyxy: npt.NDArray[np.float32]
     confidence: npt.NDArray[np.float32]
     class_id: npt.NDArray[np.int32]
-    source: npt.NDArray[np.int16] = field(default=None)  # type: ignore[assignment]
+    source: npt.NDArray[np.int16] = field(default=None)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         xyxy = _as(self.xyxy, np.float32, "xyxy", 2)

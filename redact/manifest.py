@@ -37,10 +37,20 @@ DETECTION_TYPE = pa.struct(
     ]
 )
 MODEL_TYPE = pa.struct(
-    [("name", pa.string()), ("version", pa.string()), ("sha256", pa.string()), ("backend", pa.string())]
+    [
+        ("name", pa.string()),
+        ("version", pa.string()),
+        ("sha256", pa.string()),
+        ("backend", pa.string()),
+    ]
 )
 THRESHOLD_TYPE = pa.struct(
-    [("class", pa.string()), ("blur", pa.float32()), ("review", pa.float32()), ("floor", pa.float32())]
+    [
+        ("class", pa.string()),
+        ("blur", pa.float32()),
+        ("review", pa.float32()),
+        ("floor", pa.float32()),
+    ]
 )
 
 SCHEMA = pa.schema(
@@ -164,7 +174,9 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "n_blurred": sum(blurred),
         "n_review": sum(d is Decision.REVIEW for d in dec),
         "n_dropped": sum(d is Decision.DROPPED for d in dec),
-        "n_faces_blurred": sum(b and c == ObjectClass.FACE for b, c in zip(blurred, cls, strict=True)),
+        "n_faces_blurred": sum(
+            b and c == ObjectClass.FACE for b, c in zip(blurred, cls, strict=True)
+        ),
         "n_plates_blurred": sum(
             b and c == ObjectClass.LICENSE_PLATE for b, c in zip(blurred, cls, strict=True)
         ),

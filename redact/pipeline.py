@@ -45,6 +45,7 @@ from redact.merge import merge_detections
 from redact.records import ImageRecord, TileFailure, TileKey, TileResult
 from redact.tiling import (
     RemapCache,
+    Tile,
     plan_panorama_tiles,
     plan_perspective_tiles,
     render_tile,
@@ -81,7 +82,9 @@ def resolve_projection(requested: Projection, width: int, height: int) -> Projec
     )
 
 
-def _failed_row(run: RunInfo, job: JobSpec, uri: str, err: ImageError | Exception, **kw: Any) -> dict:
+def _failed_row(
+    run: RunInfo, job: JobSpec, uri: str, err: ImageError | Exception, **kw: Any
+) -> dict:
     fallback_stage = kw.pop("stage", "unknown")
     reason = err.reason if isinstance(err, ImageError) else "internal_error"
     stage = err.stage.value if isinstance(err, ImageError) else fallback_stage
@@ -145,16 +148,19 @@ class PrepareImage(beam.DoFn):
             w, h = decoded.width, decoded.height
             projection = resolve_projection(self._job.projection, w, h)
             wrap = projection is Projection.EQUIRECTANGULAR
-            if wrap:
-                tiles = plan_panorama_tiles(w, h, cfg.tiling)
-            else:
-                tiles = plan_perspective_tiles(w, h, cfg.tiling)
+            tiles: tuple[Tile, ...] = (
+                plan_panorama_tiles(w, h, cfg.tiling)
+                if wrap
+                else plan_perspective_tiles(w, h, cfg.tiling)
+            )
             rel = self._job.input.relative(uri)
             out = output_uri(self._job.output, rel)
-        except Exception as e:  # noqa: BLE001 - quarantined with its reason, never published
+        except Exception as e:
             self._failed.inc()
             _LOG.warning("quarantined %s: %s", uri, e)
-            yield beam.pvalue.TaggedOutput(self.FAILED, _failed_row(self._run, self._job, uri, e, stage="read"))
+            yield beam.pvalue.TaggedOutput(
+                self.FAILED, _failed_row(self._run, self._job, uri, e, stage="read")
+            )
             return
         self._decode_ms.update(int(timings["decode"] * 1000))
         t3 = time.perf_counter()
@@ -164,7 +170,9 @@ class PrepareImage(beam.DoFn):
         yielded = 0
         for i, tile in enumerate(tiles):
             key = TileKey(uri, i, tile, w, h, wrap)
-            yield beam.pvalue.TaggedOutput(self.TILES, (key, render_tile(decoded.pixels, tile, self._cache)))
+            yield beam.pvalue.TaggedOutput(
+                self.TILES, (key, render_tile(decoded.pixels, tile, self._cache))
+            )
             yielded += 1
         timings["tile"] = time.perf_counter() - t3
         self._tile_ms.update(int(timings["tile"] * 1000))
@@ -196,7 +204,7 @@ def to_image_space(element: tuple[TileKey, Any]) -> tuple[str, TileResult | Tile
         boxes, src = tile_boxes_to_image(key.tile, dets.xyxy, key.width, key.height, key.wrap)
         mapped = dets[src].with_boxes(boxes) if len(src) else Detections.empty()
         return key.image_uri, TileResult(key.index, mapped, float(inference.seconds))
-    except Exception as e:  # noqa: BLE001 - the image is quarantined by FinalizeImage
+    except Exception as e:
         _LOG.exception("mapping tile %d of %s failed", key.index, key.image_uri)
         return key.image_uri, TileFailure(key.index, f"{type(e).__name__}: {e}")
 
@@ -206,7 +214,10 @@ def failed_batch_to_tiles(failed: tuple[Any, Exception]) -> Iterator[tuple[str, 
     batch, exc = failed
     for item in batch:
         key = item[0]
-        yield key.image_uri, TileFailure(key.index, f"inference failed: {type(exc).__name__}: {exc}")
+        yield (
+            key.image_uri,
+            TileFailure(key.index, f"inference failed: {type(exc).__name__}: {exc}"),
+        )
 
 
 class FinalizeImage(beam.DoFn):
@@ -224,7 +235,8 @@ class FinalizeImage(beam.DoFn):
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
         self._review = Metrics.counter(NAMESPACE, "review_band_detections")
         self._stage_ms = {
-            s: Metrics.distribution(NAMESPACE, f"{s}_ms") for s in ("infer", "merge", "blur", "encode", "write")
+            s: Metrics.distribution(NAMESPACE, f"{s}_ms")
+            for s in ("infer", "merge", "blur", "encode", "write")
         }
         self._by_class = {
             (c, d): Metrics.counter(NAMESPACE, f"detections_{c.label}_{d.value}")
@@ -241,7 +253,7 @@ class FinalizeImage(beam.DoFn):
         results: list[TileResult | TileFailure] = list(groups["tiles"])
         try:
             row = self._publish(rec, results)
-        except Exception as e:  # noqa: BLE001 - quarantine; never publish unblurred
+        except Exception as e:
             self._failed.inc()
             _LOG.warning("quarantined %s: %s", uri, e)
             row = _failed_row(
@@ -264,7 +276,11 @@ class FinalizeImage(beam.DoFn):
         cfg = self._job.config
         failures = [r for r in results if isinstance(r, TileFailure)]
         if failures:
-            raise ImageError("inference_failed", f"{len(failures)} tile(s) failed: {failures[0].message}", Stage.INFER)
+            raise ImageError(
+                "inference_failed",
+                f"{len(failures)} tile(s) failed: {failures[0].message}",
+                Stage.INFER,
+            )
         ok = [r for r in results if isinstance(r, TileResult)]
         if len({r.index for r in ok}) != rec.n_tiles:
             raise ImageError(
@@ -289,13 +305,22 @@ class FinalizeImage(beam.DoFn):
         )
         t3 = time.perf_counter()
         encoded = encode_image(
-            decoded, pixels, jpeg_quality=cfg.output.jpeg_quality, keep_metadata=cfg.output.keep_metadata
+            decoded,
+            pixels,
+            jpeg_quality=cfg.output.jpeg_quality,
+            keep_metadata=cfg.output.keep_metadata,
         )
         t4 = time.perf_counter()
-        write_atomic(rec.output_uri, encoded, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s)
+        write_atomic(
+            rec.output_uri, encoded, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s
+        )
         t5 = time.perf_counter()
         timings.update(
-            merge=t1 - t0, decode=timings.get("decode", 0.0) + (t2 - t1), blur=t3 - t2, encode=t4 - t3, write=t5 - t4
+            merge=t1 - t0,
+            decode=timings.get("decode", 0.0) + (t2 - t1),
+            blur=t3 - t2,
+            encode=t4 - t3,
+            write=t5 - t4,
         )
         for stage in self._stage_ms:
             self._stage_ms[stage].update(int(timings[stage] * 1000))
@@ -303,11 +328,23 @@ class FinalizeImage(beam.DoFn):
             self._by_class[(ObjectClass(int(cls_id)), d)].inc()
         self._review.inc(sum(d is Decision.REVIEW for d in decisions))
         self._published.inc()
-        n_faces = sum(1 for c, d in zip(kept.class_id, decisions, strict=True) if d.blurs and c == ObjectClass.FACE)
-        n_plates = sum(1 for c, d in zip(kept.class_id, decisions, strict=True) if d.blurs and c != ObjectClass.FACE)
+        n_faces = sum(
+            1
+            for c, d in zip(kept.class_id, decisions, strict=True)
+            if d.blurs and c == ObjectClass.FACE
+        )
+        n_plates = sum(
+            1
+            for c, d in zip(kept.class_id, decisions, strict=True)
+            if d.blurs and c != ObjectClass.FACE
+        )
         _LOG.info(
             "published %s: %d face(s), %d plate(s) blurred, %d tiles, %.2fs",
-            rec.relative_path, n_faces, n_plates, rec.n_tiles, sum(timings.values()),
+            rec.relative_path,
+            n_faces,
+            n_plates,
+            rec.n_tiles,
+            sum(timings.values()),
         )
         outcome = ImageOutcome(
             image_uri=rec.uri,
@@ -330,7 +367,15 @@ class FinalizeImage(beam.DoFn):
 
 
 def _quarantine_line(row: dict) -> str:
-    keys = ("run_id", "image_uri", "relative_path", "sha256", "error_stage", "error_reason", "error_message")
+    keys = (
+        "run_id",
+        "image_uri",
+        "relative_path",
+        "sha256",
+        "error_stage",
+        "error_reason",
+        "error_message",
+    )
     return json.dumps({k: row[k] for k in keys}, sort_keys=True)
 
 
@@ -351,7 +396,10 @@ def build_pipeline(
     """Add the redaction DAG to ``p``. Returns the manifest-row and quarantine PCollections."""
     files = (
         p
-        | "Match" >> fileio.MatchFiles(job.input.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+        | "Match"
+        >> fileio.MatchFiles(
+            job.input.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
+        )
         | "KeepImages" >> beam.Filter(lambda m: _wanted(job, m.path))
         | "Paths" >> beam.Map(lambda m: m.path)
         | "Spread" >> beam.Reshuffle()
@@ -359,20 +407,25 @@ def build_pipeline(
     prepared = files | "Prepare" >> beam.ParDo(PrepareImage(job, run)).with_outputs(
         PrepareImage.TILES, PrepareImage.FAILED, main="images"
     )
-    inferred, dlq = prepared[PrepareImage.TILES] | "Detect" >> RunInference(
-        KeyedModelHandler(handler)
-    ).with_exception_handling()
+    inferred, dlq = (
+        prepared[PrepareImage.TILES]
+        | "Detect" >> RunInference(KeyedModelHandler(handler)).with_exception_handling()
+    )
     tile_results = inferred | "ToImageSpace" >> beam.Map(to_image_space)
     tile_errors = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_to_tiles)
     all_tiles = (tile_results, tile_errors) | "AllTiles" >> beam.Flatten()
     finalized = (
         {"image": prepared["images"], "tiles": all_tiles}
         | "JoinByImage" >> beam.CoGroupByKey()
-        | "Finalize" >> beam.ParDo(FinalizeImage(job, run)).with_outputs(FinalizeImage.QUARANTINE, main="rows")
+        | "Finalize"
+        >> beam.ParDo(FinalizeImage(job, run)).with_outputs(FinalizeImage.QUARANTINE, main="rows")
     )
     rows = (finalized["rows"], prepared[PrepareImage.FAILED]) | "AllRows" >> beam.Flatten()
     failed_lines = prepared[PrepareImage.FAILED] | "FailedLines" >> beam.Map(_quarantine_line)
-    quarantine = (finalized[FinalizeImage.QUARANTINE], failed_lines) | "AllQuarantine" >> beam.Flatten()
+    quarantine = (
+        finalized[FinalizeImage.QUARANTINE],
+        failed_lines,
+    ) | "AllQuarantine" >> beam.Flatten()
     return {"rows": rows, "quarantine": quarantine}
 
 

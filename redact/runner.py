@@ -27,11 +27,15 @@ def make_job(args: argparse.Namespace, config: RedactConfig) -> JobSpec:
     src = InputSpec.parse(args.input)
     out = normalize_dir(args.output)
     if src.base and normalize_dir(src.base) == out:
-        raise UsageError("--output must differ from the input folder: originals are never overwritten")
+        raise UsageError(
+            "--output must differ from the input folder: originals are never overwritten"
+        )
     if src.base and is_under(src.base, out):
         raise UsageError("--output must not contain the input folder")
     manifest = normalize_dir(args.manifest) if args.manifest else FileSystems.join(out, "_manifest")
-    quarantine = normalize_dir(args.quarantine) if args.quarantine else FileSystems.join(out, "_quarantine")
+    quarantine = (
+        normalize_dir(args.quarantine) if args.quarantine else FileSystems.join(out, "_quarantine")
+    )
     return JobSpec(
         input=src,
         output=out,
@@ -52,7 +56,13 @@ def run_job(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     handler = make_detector_handler(config, registry)
     run = run_info(job, describe_models(config, registry))
     options = PipelineOptions(list(beam_args), save_main_session=False)
-    _LOG.info("run %s: %s -> %s (config %s)", job.run_id, job.input.pattern, job.output, run.config_hash[:12])
+    _LOG.info(
+        "run %s: %s -> %s (config %s)",
+        job.run_id,
+        job.input.pattern,
+        job.output,
+        run.config_hash[:12],
+    )
     t0 = time.perf_counter()
     p = beam.Pipeline(options=options)
     outs = build_pipeline(p, job, run, handler)
@@ -66,8 +76,10 @@ def run_job(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
 def _counter(result: beam.runners.runner.PipelineResult, name: str) -> int:
     try:
-        res = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name(name))
-    except Exception:  # noqa: BLE001 - some runners do not report metrics; the manifest has the truth
+        res = result.metrics().query(
+            beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name(name)
+        )
+    except Exception:
         return 0
     return int(sum(c.committed or 0 for c in res["counters"]))
 
@@ -79,7 +91,8 @@ def summarize(result: beam.runners.runner.PipelineResult, job: JobSpec, elapsed_
     tiles = _counter(result, "tiles")
     lines = [
         f"redact run {job.run_id}: {read} image(s) read, {published} published, {failed} quarantined "
-        f"in {elapsed_s:.1f} s" + (f" ({elapsed_s / read:.1f} s/image, {tiles} tiles)" if read else ""),
+        f"in {elapsed_s:.1f} s"
+        + (f" ({elapsed_s / read:.1f} s/image, {tiles} tiles)" if read else ""),
     ]
     for cls in ObjectClass:
         counts = {d: _counter(result, f"detections_{cls.label}_{d.value}") for d in Decision}
@@ -90,15 +103,19 @@ def summarize(result: beam.runners.runner.PipelineResult, job: JobSpec, elapsed_
     lines.append(f"  published copies: {job.output}")
     lines.append(f"  manifest: {FileSystems.join(job.manifest, f'run-{job.run_id}')}*.parquet")
     if failed:
-        lines.append(f"  quarantine: {FileSystems.join(job.quarantine, f'run-{job.run_id}')}*.jsonl")
+        lines.append(
+            f"  quarantine: {FileSystems.join(job.quarantine, f'run-{job.run_id}')}*.jsonl"
+        )
         for rec in _quarantine_records(job)[:20]:
-            lines.append(f"    {rec['relative_path']}: {rec['error_reason']} ({rec['error_message'][:120]})")
+            lines.append(
+                f"    {rec['relative_path']}: {rec['error_reason']} ({rec['error_message'][:120]})"
+            )
     return "\n".join(lines)
 
 
 def _quarantine_records(job: JobSpec) -> list[dict]:
     pattern = FileSystems.join(job.quarantine, f"run-{job.run_id}*.jsonl")
-    out = []
+    out: list[dict] = []
     for m in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(m.path) as f:
             out.extend(json.loads(line) for line in f.read().decode().splitlines() if line.strip())

@@ -191,7 +191,9 @@ def test_noise_comes_from_rng_and_default_is_unpredictable() -> None:
 def test_mask_matches_reference_and_outside_is_bit_identical(
     shape: BlurShape, feather: int, box: tuple[float, float, float, float]
 ) -> None:
-    cfg = BlurConfig(shapes={ObjectClass.FACE: shape}, feather_px=feather, dilate=0.15, min_size_px=8)
+    cfg = BlurConfig(
+        shapes={ObjectClass.FACE: shape}, feather_px=feather, dilate=0.15, min_size_px=8
+    )
     img = textured_image(64, 80)
     out, mask = blur_regions(img, np.array([box]), cfg, wrap=False, classes=[ObjectClass.FACE])
     ref = reference_mask(64, 80, box, cfg, wrap=False, shape=shape)
@@ -201,13 +203,17 @@ def test_mask_matches_reference_and_outside_is_bit_identical(
 
 
 def test_hand_computed_box_mask() -> None:
-    cfg = BlurConfig(shapes={ObjectClass.FACE: BlurShape.BOX}, dilate=0.0, feather_px=0, min_size_px=1)
+    cfg = BlurConfig(
+        shapes={ObjectClass.FACE: BlurShape.BOX}, dilate=0.0, feather_px=0, min_size_px=1
+    )
     mask = blur_mask((50, 60), [[10, 20, 30, 25]], cfg, wrap=False)
     expected = np.zeros((50, 60), bool)
     expected[20:25, 10:30] = True
     np.testing.assert_array_equal(mask, expected)
     # dilate 0.5: 20x5 -> 40x10 centred at (20, 22.5) -> x 0..40, y 17.5..27.5
-    cfg = BlurConfig(shapes={ObjectClass.FACE: BlurShape.BOX}, dilate=0.5, feather_px=0, min_size_px=1)
+    cfg = BlurConfig(
+        shapes={ObjectClass.FACE: BlurShape.BOX}, dilate=0.5, feather_px=0, min_size_px=1
+    )
     mask = blur_mask((50, 60), [[10, 20, 30, 25]], cfg, wrap=False)
     expected = np.zeros((50, 60), bool)
     expected[17:28, 0:40] = True  # pixel centres y + 0.5 in [17.5, 27.5], x + 0.5 in [0, 40]

@@ -19,7 +19,17 @@ def test_run_requires_input_and_output(capsys):
 
 def test_bad_projection_is_a_usage_error(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
-        main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--projection", "fisheye"])
+        main(
+            [
+                "run",
+                "--input",
+                str(tmp_path),
+                "--output",
+                str(tmp_path / "o"),
+                "--projection",
+                "fisheye",
+            ]
+        )
     assert e.value.code == 2
     assert "fisheye" in capsys.readouterr().err
 
@@ -32,7 +42,17 @@ def test_missing_input_one_line_error(capsys, tmp_path):
 
 
 def test_bad_config_value_names_the_key(capsys, tmp_path):
-    rc = main(["run", "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--set", "merge.method=mean"])
+    rc = main(
+        [
+            "run",
+            "--input",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "o"),
+            "--set",
+            "merge.method=mean",
+        ]
+    )
     assert rc == 2
     assert "merge.method" in capsys.readouterr().err
 

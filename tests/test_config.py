@@ -20,14 +20,20 @@ def test_defaults_and_enums_parse():
         ({"merge": {"method": "mean"}}, "merge.method: 'mean' is not one of"),
         ({"tiling": {"levels": [{"scale": 0}]}}, "tiling.levels[0].scale"),
         ({"tiling": {"tile_sise": 640}}, "unknown key(s) ['tile_sise']"),
-        ({"thresholds": {"face": {"blur": 0.1, "review": 0.2}, "plate": {}}}, "floor <= review <= blur"),
+        (
+            {"thresholds": {"face": {"blur": 0.1, "review": 0.2}, "plate": {}}},
+            "floor <= review <= blur",
+        ),
         ({"thresholds": {"face": {}}}, "missing classes ['license_plate']"),
         ({"thresholds": {"dog": {}, "face": {}, "plate": {}}}, "unknown object class 'dog'"),
         ({"blur": {"cells": "four"}}, "blur.cells: expected an integer"),
         ({"output": {"keep_metadata": "yes"}}, "expected true/false"),
         ({"models": []}, "at least one detector"),
         ({"models": [{"path": "x.onnx"}]}, "needs 'classes'"),
-        ({"tiling": {"levels": [{"pitch_min_deg": 10, "pitch_max_deg": 0}]}}, "pitch_min_deg must be <"),
+        (
+            {"tiling": {"levels": [{"pitch_min_deg": 10, "pitch_max_deg": 0}]}},
+            "pitch_min_deg must be <",
+        ),
     ],
 )
 def test_invalid_values_name_the_key(patch, message):

@@ -16,7 +16,10 @@ def test_thresholds_per_class_inclusive_at_boundaries():
     classes = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1]
     dets = Detections(np.tile([[0, 0, 1, 1]], (10, 1)), scores, classes)
     kept, decisions = decide(dets, TH)
-    assert kept.confidence.tolist() == np.float32([0.5, 0.49, 0.2, 0.19, 0.05, 0.3, 0.29, 0.1]).tolist()
+    assert (
+        kept.confidence.tolist()
+        == np.float32([0.5, 0.49, 0.2, 0.19, 0.05, 0.3, 0.29, 0.1]).tolist()
+    )
     B, R, D = Decision.BLUR, Decision.REVIEW, Decision.DROPPED
     assert decisions == [B, R, R, D, D, B, D, D]
 

@@ -60,7 +60,13 @@ def job(tmp_path_factory):
         "tiling": {
             "tile_size": TILE,
             "levels": [
-                {"name": "native", "scale": 1.0, "pitch_min_deg": -60, "pitch_max_deg": 60, "max_object_deg": 8}
+                {
+                    "name": "native",
+                    "scale": 1.0,
+                    "pitch_min_deg": -60,
+                    "pitch_max_deg": 60,
+                    "max_object_deg": 8,
+                }
             ],
             "perspective": {"overlap_px": 24, "global_view": False},
         },
@@ -92,7 +98,19 @@ def job(tmp_path_factory):
     (src / "bad/garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (src / "notes.txt").write_text("not an image")
     dst = root / "dst"
-    rc = main(["run", "--input", str(src), "--output", str(dst), "--config", str(root / "cfg.yaml"), "--run-id", "t1"])
+    rc = main(
+        [
+            "run",
+            "--input",
+            str(src),
+            "--output",
+            str(dst),
+            "--config",
+            str(root / "cfg.yaml"),
+            "--run-id",
+            "t1",
+        ]
+    )
     assert rc == 0
     return src, dst, read_manifest(str(dst / "_manifest")), originals
 
@@ -106,7 +124,11 @@ def _row(table, rel):
 def test_every_image_has_one_manifest_row(job):
     _, _, table, _ = job
     assert sorted(table["relative_path"].to_pylist()) == [
-        "bad/garbage.jpg", "bad/truncated.png", "pano/empty.png", "pano/p1.png", "photos/ph.png",
+        "bad/garbage.jpg",
+        "bad/truncated.png",
+        "pano/empty.png",
+        "pano/p1.png",
+        "photos/ph.png",
     ]
     assert set(table["run_id"].to_pylist()) == {"t1"}
 
@@ -120,7 +142,11 @@ def test_bad_input_is_quarantined_never_published(job):
         if reason:
             assert row["error_reason"] == reason
         assert not (dst / rel).exists()
-    lines = [json.loads(line) for f in (dst / "_quarantine").glob("run-t1*.jsonl") for line in f.read_text().splitlines()]
+    lines = [
+        json.loads(line)
+        for f in (dst / "_quarantine").glob("run-t1*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
     assert sorted(q["relative_path"] for q in lines) == ["bad/garbage.jpg", "bad/truncated.png"]
 
 
@@ -157,7 +183,15 @@ def test_faces_and_plates_blurred_everything_else_identical(job):
     assert len(seam) == 1, row["detections"]
     assert 0 < row["blurred_fraction"] < 0.05
     assert row["sha256"] and row["output_sha256"] and row["sha256"] != row["output_sha256"]
-    assert set(row["timings_s"] and dict(row["timings_s"])) >= {"decode", "tile", "infer", "merge", "blur", "encode", "write"}
+    assert set(row["timings_s"] and dict(row["timings_s"])) >= {
+        "decode",
+        "tile",
+        "infer",
+        "merge",
+        "blur",
+        "encode",
+        "write",
+    }
 
 
 def test_photo_is_perspective_and_blurred(job):

@@ -49,7 +49,9 @@ def _config() -> RedactConfig:
             "models": [{"path": "unused.onnx", "classes": ["face"]}],
             "tiling": {
                 "tile_size": 32,
-                "levels": [{"scale": 0.5, "pitch_min_deg": -30, "pitch_max_deg": 30, "max_object_deg": 5}],
+                "levels": [
+                    {"scale": 0.5, "pitch_min_deg": -30, "pitch_max_deg": 30, "max_object_deg": 5}
+                ],
                 "perspective": {"overlap_px": 8, "global_view": False},
             },
         }
@@ -76,12 +78,16 @@ def test_inference_failure_quarantines_only_that_image(tmp_path: Path):
     run = run_info(job, [{"name": "fake", "version": "0", "sha256": "", "backend": "onnx"}])
     with BeamTestPipeline() as p:
         outs = build_pipeline(p, job, run, FakeHandler())
-        statuses = outs["rows"] | beam.Map(lambda r: (r["relative_path"], r["status"], r["error_reason"]))
+        statuses = outs["rows"] | beam.Map(
+            lambda r: (r["relative_path"], r["status"], r["error_reason"])
+        )
         assert_that(
             statuses,
             equal_to([("good.png", "published", ""), ("bad.png", "failed", "inference_failed")]),
         )
-        reasons = outs["quarantine"] | beam.Map(lambda line: "bad.png" in line and "GPU fell off" in line)
+        reasons = outs["quarantine"] | beam.Map(
+            lambda line: "bad.png" in line and "GPU fell off" in line
+        )
         assert_that(reasons, equal_to([True]), label="quarantine")
     assert (dst / "good.png").exists()
     assert not (dst / "bad.png").exists()

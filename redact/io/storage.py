@@ -61,7 +61,7 @@ class InputSpec:
         if not src.endswith("/"):
             try:
                 found = FileSystems.match([stripped])[0].metadata_list
-            except Exception:  # noqa: BLE001 - a prefix is not an object; treat as folder
+            except Exception:
                 found = []
             if len(found) == 1 and found[0].path == stripped:
                 return cls(pattern=stripped, base=FileSystems.split(stripped)[0])
@@ -101,14 +101,18 @@ def read_bytes(uri: str, *, retries: int = 3, backoff_s: float = 0.5) -> bytes:
     last: Exception | None = None
     for attempt in range(retries):
         try:
-            with FileSystems.open(uri, mime_type="application/octet-stream", compression_type="uncompressed") as f:
+            with FileSystems.open(
+                uri, mime_type="application/octet-stream", compression_type="uncompressed"
+            ) as f:
                 return f.read()
-        except Exception as e:  # noqa: BLE001 - any filesystem error is retried, then reported
+        except Exception as e:
             last = e
             if attempt + 1 < retries:
                 _LOG.warning("read %s failed (attempt %d/%d): %s", uri, attempt + 1, retries, e)
                 time.sleep(backoff_s * (2**attempt))
-    raise ImageError("unreadable", f"cannot read {uri} after {retries} attempts: {last}", Stage.READ)
+    raise ImageError(
+        "unreadable", f"cannot read {uri} after {retries} attempts: {last}", Stage.READ
+    )
 
 
 def write_atomic(uri: str, data: bytes, *, retries: int = 3, backoff_s: float = 0.5) -> None:
@@ -117,21 +121,23 @@ def write_atomic(uri: str, data: bytes, *, retries: int = 3, backoff_s: float = 
     Writes a temporary sibling then renames it over ``uri`` (on object stores the rename is a
     copy + delete; the final object appears in one piece).
     """
-    folder, name = (FileSystems.split(uri) if _is_remote(uri) else os.path.split(uri))
+    folder, name = FileSystems.split(uri) if _is_remote(uri) else os.path.split(uri)
     tmp = _join(folder, f".{name}.redact-tmp-{uuid.uuid4().hex}")
     last: Exception | None = None
     for attempt in range(retries):
         try:
-            with FileSystems.create(tmp, mime_type="application/octet-stream", compression_type="uncompressed") as f:
+            with FileSystems.create(
+                tmp, mime_type="application/octet-stream", compression_type="uncompressed"
+            ) as f:
                 f.write(data)
             FileSystems.rename([tmp], [uri])
             return
-        except Exception as e:  # noqa: BLE001 - retried, then reported as a write failure
+        except Exception as e:
             last = e
             try:
                 if FileSystems.exists(tmp):
                     FileSystems.delete([tmp])
-            except Exception as cleanup:  # noqa: BLE001
+            except Exception as cleanup:
                 _LOG.warning("could not remove temporary %s: %s", tmp, cleanup)
             if attempt + 1 < retries:
                 time.sleep(backoff_s * (2**attempt))
