@@ -218,8 +218,17 @@ def test_tensorrt_backend_gives_clear_error(color64):
 
 
 @pytest.mark.slow
-def test_run_inference_in_beam_pipeline(color64):
-    h = _handler(color64, batch=2)
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_run_inference_in_beam_pipeline(color64, ensemble):
+    if ensemble:  # a face-only and a plate-only member: the union must find both
+        h = EnsembleModelHandler(
+            [
+                _handler(color64, batch=2, classes=(FACE, None)),
+                _handler(color64, index=1, batch=2, classes=(None, PLATE)),
+            ]
+        )
+    else:
+        h = _handler(color64, batch=2)
     tiles = {
         "a": draw_square(_tile(), 16, 16, 24, "red"),
         "b": draw_square(_tile(), 40, 40, 24, "blue"),

@@ -18,7 +18,16 @@ TENSORRT_MODULE = "redact.detection.tensorrt_handler"
 TENSORRT_ERROR = "TensorRT backend requires the [tensorrt] extra and a GPU"
 
 
-class EnsembleModelHandler(ModelHandler[np.ndarray, PredictionResult, list[Any]]):
+class LoadedEnsemble(list[Any]):
+    """The members' loaded models, in order.
+
+    A ``list`` subclass rather than a plain list: Beam's shared model cache
+    (``apache_beam.utils.shared``) keeps a weak reference to the loaded model, and plain
+    lists cannot be weakly referenced.
+    """
+
+
+class EnsembleModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedEnsemble]):
     """Runs every member on each batch and concatenates their detections per tile.
 
     Members must produce ``PredictionResult(inference=TileInference)`` (any
@@ -43,13 +52,13 @@ class EnsembleModelHandler(ModelHandler[np.ndarray, PredictionResult, list[Any]]
     def handlers(self) -> tuple[ModelHandler[np.ndarray, PredictionResult, Any], ...]:
         return self._handlers
 
-    def load_model(self) -> list[Any]:
-        return [h.load_model() for h in self._handlers]
+    def load_model(self) -> LoadedEnsemble:
+        return LoadedEnsemble(h.load_model() for h in self._handlers)
 
     def run_inference(
         self,
         batch: Sequence[np.ndarray],
-        model: list[Any],
+        model: Sequence[Any],
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         """Union of the members' detections, per tile, in batch order."""

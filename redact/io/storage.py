@@ -61,7 +61,7 @@ class InputSpec:
         if not src.endswith("/"):
             try:
                 found = FileSystems.match([stripped])[0].metadata_list
-            except Exception:
+            except Exception:  # a prefix is not an object: treat it as a folder
                 found = []
             if len(found) == 1 and found[0].path == stripped:
                 return cls(pattern=stripped, base=FileSystems.split(stripped)[0])
@@ -105,7 +105,7 @@ def read_bytes(uri: str, *, retries: int = 3, backoff_s: float = 0.5) -> bytes:
                 uri, mime_type="application/octet-stream", compression_type="uncompressed"
             ) as f:
                 return f.read()
-        except Exception as e:
+        except Exception as e:  # any filesystem error is retried, then reported
             last = e
             if attempt + 1 < retries:
                 _LOG.warning("read %s failed (attempt %d/%d): %s", uri, attempt + 1, retries, e)
@@ -132,12 +132,12 @@ def write_atomic(uri: str, data: bytes, *, retries: int = 3, backoff_s: float = 
                 f.write(data)
             FileSystems.rename([tmp], [uri])
             return
-        except Exception as e:
+        except Exception as e:  # retried, then reported as a write failure
             last = e
             try:
                 if FileSystems.exists(tmp):
                     FileSystems.delete([tmp])
-            except Exception as cleanup:
+            except Exception as cleanup:  # best effort: the write error matters more
                 _LOG.warning("could not remove temporary %s: %s", tmp, cleanup)
             if attempt + 1 < retries:
                 time.sleep(backoff_s * (2**attempt))
