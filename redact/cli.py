@@ -1,7 +1,8 @@
 """``redact`` command line. ``redact run --input SRC --output DST`` is the main job.
 
-Unknown ``--options`` are passed to Beam (``--runner``, ``--direct_num_workers``,
-``--project``, ``--region``, ``--temp_location``, ...), so the same command submits to Dataflow.
+Unknown ``--options`` of commands that run a Beam job are passed to Beam (``--runner``,
+``--direct_num_workers``, ``--project``, ``--region``, ``--temp_location``, ...), so the same
+command submits to Dataflow. Subcommands live in :mod:`redact.commands`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 import yaml
 
 from redact import __version__
-from redact.classes import Projection
 from redact.config import ConfigError, RedactConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,48 +49,9 @@ def load_config(path: str | None, overrides: Sequence[str] = ()) -> RedactConfig
     return RedactConfig.load(cfg_path, _parse_set(overrides))
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--input",
-        required=True,
-        metavar="SRC",
-        help="folder, glob, file, or gs://... / s3://... pattern",
-    )
-    p.add_argument(
-        "--output",
-        required=True,
-        metavar="DST",
-        help="where published copies go (same relative paths)",
-    )
-    p.add_argument("--manifest", metavar="DIR", help="manifest folder (default: DST/_manifest)")
-    p.add_argument(
-        "--quarantine", metavar="DIR", help="quarantine records folder (default: DST/_quarantine)"
-    )
-    p.add_argument(
-        "--config",
-        metavar="YAML",
-        help=f"config file (default: {DEFAULT_CONFIG.relative_to(REPO_ROOT)})",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. thresholds.face.blur=0.3",
-    )
-    p.add_argument(
-        "--projection",
-        default="auto",
-        choices=[x.value for x in Projection],
-        help="auto: 2:1 images are equirectangular panoramas",
-    )
-    p.add_argument(
-        "--run-id", help="identifier stored in every manifest row (default: UTC time + random)"
-    )
-    p.add_argument("--registry", help="model registry YAML (default: models/registry.yaml)")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from redact.commands import register_all
+
     parser = argparse.ArgumentParser(
         prog="redact",
         description="Find and irreversibly blur faces and licence plates in street imagery.",
@@ -99,14 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"redact {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser(
-        "run",
-        help="redact a folder/bucket of images (a Beam job)",
-        description="Redact images with an Apache Beam pipeline. Extra --options go to Beam "
-        "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://...).",
-        allow_abbrev=False,
-    )
-    _add_run_args(run)
+    register_all(sub)
     return parser
 
 
@@ -116,7 +70,7 @@ def new_run_id() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, beam_args = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -124,23 +78,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    bad = [a for a in beam_args if not a.startswith("-") and not _is_option_value(beam_args, a)]
+    if extra and not getattr(args, "accepts_beam_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    bad = [
+        a for i, a in enumerate(extra) if not a.startswith("-") and not _is_option_value(extra, i)
+    ]
     if bad:
         parser.error(f"unexpected argument(s): {' '.join(bad)}")
     try:
-        if args.command == "run":
-            from redact.runner import run_job
-
-            return run_job(args, beam_args)
+        return int(args.func(args, extra))
     except (UsageError, ConfigError, ValueError, FileNotFoundError) as e:
         print(f"redact: error: {e}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2  # pragma: no cover
 
 
-def _is_option_value(args: Sequence[str], item: str) -> bool:
-    i = list(args).index(item)
+def _is_option_value(args: Sequence[str], i: int) -> bool:
     return i > 0 and args[i - 1].startswith("--") and "=" not in args[i - 1]
 
 

@@ -1,0 +1,69 @@
+"""``redact run``: redact a folder or bucket of images with the Beam pipeline."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from redact.classes import Projection
+from redact.cli import DEFAULT_CONFIG, REPO_ROOT
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """``--config`` and ``--set``, shared by every command that loads a config."""
+    p.add_argument(
+        "--config",
+        metavar="YAML",
+        help=f"config file (default: {DEFAULT_CONFIG.relative_to(REPO_ROOT)})",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. thresholds.face.blur=0.3",
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="redact a folder/bucket of images (a Beam job)",
+        description="Redact images with an Apache Beam pipeline. Extra --options go to Beam "
+        "(e.g. --runner DataflowRunner --project P --region R --temp_location gs://...).",
+        allow_abbrev=False,
+    )
+    p.add_argument(
+        "--input",
+        required=True,
+        metavar="SRC",
+        help="folder, glob, file, or gs://... / s3://... pattern",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="DST",
+        help="where published copies go (same relative paths)",
+    )
+    p.add_argument("--manifest", metavar="DIR", help="manifest folder (default: DST/_manifest)")
+    p.add_argument(
+        "--quarantine", metavar="DIR", help="quarantine records folder (default: DST/_quarantine)"
+    )
+    add_config_args(p)
+    p.add_argument(
+        "--projection",
+        default="auto",
+        choices=[x.value for x in Projection],
+        help="auto: 2:1 images are equirectangular panoramas",
+    )
+    p.add_argument(
+        "--run-id", help="identifier stored in every manifest row (default: UTC time + random)"
+    )
+    p.add_argument("--registry", help="model registry YAML (default: models/registry.yaml)")
+    p.set_defaults(func=_run, accepts_beam_args=True)
+
+
+def _run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from redact.runner import run_job
+
+    return run_job(args, beam_args)
