@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from redact.classes import ObjectClass
 from redact.config import BlurConfig, BlurShape
+from redact.geometry.boxes import as_boxes
 
 _MID_CELL_PX = 8  # cell size (px) of the intermediate image the strong blur runs on
 _TRIANGULAR_STD = math.sqrt(2.0 * (256.0**2 - 1.0) / 12.0)
@@ -47,13 +48,7 @@ class _Region:
 
 
 def _validate_boxes(boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    arr = np.asarray(boxes, dtype=np.float64)
-    if arr.size == 0:
-        return arr.reshape(0, 4)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("boxes contain non-finite values")
+    arr = as_boxes(boxes)
     # Recall first: an inverted box is still a region to blur.
     return np.concatenate(
         [np.minimum(arr[:, :2], arr[:, 2:]), np.maximum(arr[:, :2], arr[:, 2:])], axis=1

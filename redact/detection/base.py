@@ -116,7 +116,23 @@ def _rescale(det: Detections, size: int, tile: np.ndarray) -> Detections:
     return det.with_boxes(det.xyxy * scale)
 
 
-class DetectorHandler(ModelHandler[np.ndarray, PredictionResult, ModelT]):
+class TileHandlerMixin:
+    """What every tile detector handler (single model or ensemble) reports to Beam."""
+
+    _batching_kwargs: dict[str, Any]
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        """Bytes of image data in the batch."""
+        return sum(int(np.asarray(t).nbytes) for t in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return METRICS_NAMESPACE
+
+    def batch_elements_kwargs(self) -> Mapping[str, Any]:
+        return dict(self._batching_kwargs)
+
+
+class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResult, ModelT]):
     """Base ModelHandler for one YOLOv8-style detector.
 
     Elements are (S, S, 3) uint8 RGB tiles; results are
@@ -182,16 +198,6 @@ class DetectorHandler(ModelHandler[np.ndarray, PredictionResult, ModelT]):
             )
             for det, tile in zip(decoded, batch, strict=True)
         ]
-
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        """Bytes of image data in the batch."""
-        return sum(int(np.asarray(t).nbytes) for t in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return METRICS_NAMESPACE
-
-    def batch_elements_kwargs(self) -> Mapping[str, Any]:
-        return dict(self._batching_kwargs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec.model_id!r}, index={self.model_index})"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from redact.config import Backend, ModelConfig, RedactConfig
-from redact.detection.base import METRICS_NAMESPACE, TileInference
+from redact.detection.base import TileHandlerMixin, TileInference
 from redact.detection.registry import ModelRegistry, ModelSpec
 from redact.detections import Detections
 
@@ -27,7 +27,9 @@ class LoadedEnsemble(list[Any]):
     """
 
 
-class EnsembleModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedEnsemble]):
+class EnsembleModelHandler(
+    TileHandlerMixin, ModelHandler[np.ndarray, PredictionResult, LoadedEnsemble]
+):
     """Runs every member on each batch and concatenates their detections per tile.
 
     Members must produce ``PredictionResult(inference=TileInference)`` (any
@@ -86,15 +88,6 @@ class EnsembleModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedEnse
                 )
             )
         return out
-
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(int(np.asarray(t).nbytes) for t in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return METRICS_NAMESPACE
-
-    def batch_elements_kwargs(self) -> Mapping[str, Any]:
-        return dict(self._batching_kwargs)
 
     def __repr__(self) -> str:
         return f"EnsembleModelHandler({list(self._handlers)!r})"

@@ -18,13 +18,24 @@ Float32Array = npt.NDArray[np.float32]
 IndexArray = npt.NDArray[np.int64]
 
 
-def _boxes(xyxy: npt.ArrayLike, name: str = "boxes") -> FloatArray:
+def as_boxes(xyxy: npt.ArrayLike, name: str = "boxes", *, ordered: bool = False) -> FloatArray:
+    """Validate boxes: (N, 4) finite float64 xyxy (an empty input becomes (0, 4)).
+
+    With ``ordered``, also require ``x1 <= x2`` and ``y1 <= y2``. Raises ValueError.
+    """
     b = np.asarray(xyxy, np.float64)
     if b.size == 0:
         return b.reshape(0, 4)
     if b.ndim != 2 or b.shape[1] != 4:
         raise ValueError(f"{name} must have shape (N, 4), got {b.shape}")
+    if not np.all(np.isfinite(b)):
+        raise ValueError(f"{name} contain non-finite values")
+    if ordered and (np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1])):
+        raise ValueError(f"{name} must satisfy x1 <= x2 and y1 <= y2")
     return b
+
+
+_boxes = as_boxes
 
 
 def _check_width(W: float) -> float:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from redact.geometry.boxes import normalize_unwrapped
+from redact.geometry.boxes import as_boxes, normalize_unwrapped
 from redact.geometry.sphere import lonlat_to_vec, vec_to_lonlat, wrap_lon, wrap_x
 
 FloatArray = npt.NDArray[np.float64]
@@ -173,19 +173,6 @@ def render_tile(
     return cv2.remap(pano, map_x, map_y, interpolation, borderMode=cv2.BORDER_WRAP)
 
 
-def _validate_boxes(xyxy: npt.ArrayLike) -> FloatArray:
-    b = np.asarray(xyxy, np.float64)
-    if b.size == 0:
-        return b.reshape(0, 4)
-    if b.ndim != 2 or b.shape[1] != 4:
-        raise ValueError(f"boxes must have shape (N, 4), got {b.shape}")
-    if not np.all(np.isfinite(b)):
-        raise ValueError("boxes contain non-finite values")
-    if np.any(b[:, 2] < b[:, 0]) or np.any(b[:, 3] < b[:, 1]):
-        raise ValueError("boxes must satisfy x1 <= x2 and y1 <= y2")
-    return b
-
-
 def _arc_lat_extremes(a: FloatArray, b: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Highest / lowest latitude (degrees) on the minor great-circle arcs ``a -> b``.
 
@@ -244,7 +231,7 @@ def tile_boxes_to_pano(
     reaches ``y = 0`` (north) or ``y = H`` (south). Coordinates are rounded outwards to float32,
     so the result is never smaller than the true outline's bounding box.
     """
-    b = _validate_boxes(xyxy)
+    b = as_boxes(xyxy, ordered=True)
     n = b.shape[0]
     if n == 0:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
