@@ -217,6 +217,36 @@ class IOConfig:
 
 
 @dataclass(frozen=True)
+class SeasonConfig:
+    """How a capture season is run and watched. Nothing here changes a published pixel, so
+    this section is left out of :meth:`RedactConfig.hash` (changing it re-does no image)."""
+
+    s2_level: int = 16  # S2 cell level stored in the manifest (16: ~150 m cells)
+    # Dataflow resource hint of the inference step only ("" = none): its workers get the GPU.
+    accelerator: str = "type:nvidia-l4;count:1;install-nvidia-driver"
+    progress_interval_s: float = 30.0  # a progress log line at most this often (per worker)
+    alert_min_images: int = 5  # shards with fewer published images are not judged
+    alert_zero_median: float = 3.0  # warn on an image with 0 detections if the shard median >= this
+    alert_rate_drop: float = 0.3  # warn on a shard whose rate < this x the run's median shard rate
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.s2_level", self.s2_level, 0, 30)
+        if self.accelerator and not self.accelerator.startswith("type:"):
+            raise ConfigError(
+                f"{where}.accelerator: {self.accelerator!r} must look like "
+                "'type:nvidia-l4;count:1;install-nvidia-driver' (or be empty)"
+            )
+        _range(f"{where}.progress_interval_s", self.progress_interval_s, 0.0, 86400.0)
+        _range(f"{where}.alert_min_images", self.alert_min_images, 1, 10**9)
+        _range(f"{where}.alert_zero_median", self.alert_zero_median, 0.0, 10**6)
+        _range(f"{where}.alert_rate_drop", self.alert_rate_drop, 0.0, 1.0)
+
+
+# Sections that do not affect the published output: excluded from the config hash.
+UNHASHED_SECTIONS = ("season",)
+
+
+@dataclass(frozen=True)
 class RedactConfig:
     """Everything that determines what a run blurs. Its :meth:`hash` goes in the manifest."""
 
@@ -227,6 +257,7 @@ class RedactConfig:
     blur: BlurConfig = field(default_factory=BlurConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    season: SeasonConfig = field(default_factory=SeasonConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -238,7 +269,7 @@ class RedactConfig:
             raise ConfigError(f"thresholds: missing classes {missing}")
         for c, t in self.thresholds.items():
             t._validate(f"thresholds.{c.label}")
-        for name in ("tiling", "merge", "blur", "output", "io"):
+        for name in ("tiling", "merge", "blur", "output", "io", "season"):
             getattr(self, name)._validate(name)
 
     @property
@@ -250,12 +281,15 @@ class RedactConfig:
         return _to_plain(self)
 
     def to_json(self) -> str:
-        """Canonical JSON (sorted keys); the input of :meth:`hash`."""
+        """Canonical JSON (sorted keys) of the whole config."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def hash(self) -> str:
-        """sha256 hex of the canonical JSON: identical configs have identical hashes."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        """sha256 hex of the canonical JSON of every section that affects the output
+        (:data:`UNHASHED_SECTIONS` left out): configs that blur alike hash alike."""
+        data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_SECTIONS}
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RedactConfig:

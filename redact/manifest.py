@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from redact.classes import Decision, ObjectClass
 from redact.detections import Detections
+from redact.manual import MANIFEST_REGION_TYPE
 
 
 class Status(enum.Enum):
@@ -83,6 +84,17 @@ SCHEMA = pa.schema(
         ("timings_s", pa.map_(pa.string(), pa.float64())),
         ("processed_at", pa.timestamp("ms", tz="UTC")),
         ("redact_version", pa.string()),
+        # --- capture seasons (appended; see docs/season.md) ---
+        ("latitude", pa.float64()),  # WGS84 degrees; null when the image has no location
+        ("longitude", pa.float64()),
+        ("captured_at", pa.string()),  # ISO 8601 as the catalog/EXIF gives it
+        ("camera", pa.string()),
+        ("location_source", pa.string()),  # catalog | exif | none
+        ("s2_cell", pa.string()),  # S2 cell token at s2_level ("" without location)
+        ("s2_level", pa.int32()),
+        ("models_hash", pa.string()),  # redact.markers.models_hash of the model set
+        ("manual_regions", pa.list_(MANIFEST_REGION_TYPE)),  # reported regions blurred
+        ("n_manual", pa.int32()),
     ]
 )
 
@@ -96,6 +108,7 @@ class RunInfo:
     config_hash: str
     thresholds: list[dict[str, Any]]
     redact_version: str
+    models_hash: str = ""
 
 
 @dataclass
@@ -120,6 +133,14 @@ class ImageOutcome:
     error_reason: str = ""
     error_stage: str = ""
     error_message: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    captured_at: str = ""
+    camera: str = ""
+    location_source: str = "none"
+    s2_cell: str = ""
+    s2_level: int | None = None
+    manual_regions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def detection_records(
@@ -139,7 +160,11 @@ def detection_records(
                 "x2": x2,
                 "y2": y2,
                 "decision": decisions[i].value,
-                "model": model_names[src] if 0 <= src < len(model_names) else "",
+                "model": "manual"
+                if decisions[i] is Decision.MANUAL
+                else model_names[src]
+                if 0 <= src < len(model_names)
+                else "",
             }
         )
     return out
@@ -184,6 +209,16 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "timings_s": list(o.timings_s.items()),
         "processed_at": processed_at,
         "redact_version": run.redact_version,
+        "latitude": o.latitude,
+        "longitude": o.longitude,
+        "captured_at": o.captured_at,
+        "camera": o.camera,
+        "location_source": o.location_source,
+        "s2_cell": o.s2_cell,
+        "s2_level": o.s2_level,
+        "models_hash": run.models_hash,
+        "manual_regions": list(o.manual_regions),
+        "n_manual": sum(d is Decision.MANUAL for d in dec),
     }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -16,35 +18,142 @@ from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
 from redact.detection import ModelRegistry, describe_models, make_detector_handler
 from redact.io.storage import InputSpec, is_under, normalize_dir
+from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
 
 _LOG = logging.getLogger(__name__)
 
 
-def make_job(args: argparse.Namespace, config: RedactConfig) -> JobSpec:
+@dataclass(frozen=True)
+class Layout:
+    """The folders of one published tree. Defaults: ``DST/_manifest``, ``DST/_quarantine``,
+    ``DST/_markers``, ``DST/_manual`` (manual regions), ``DST/_review``, ``DST/_alerts``."""
+
+    output: str
+    manifest: str
+    quarantine: str
+    markers: str
+    manual: str
+    review: str
+    alerts: str
+
+    @classmethod
+    def resolve(
+        cls, output: str | None, manifest: str | None = None, quarantine: str | None = None
+    ) -> Layout:
+        """From ``--output`` (or, without it, a ``--manifest`` folder named ``_manifest``)."""
+        from redact.cli import UsageError
+
+        if not output:
+            if manifest and FileSystems.split(normalize_dir(manifest))[1] == "_manifest":
+                output = FileSystems.split(normalize_dir(manifest))[0]
+            else:
+                raise UsageError("give --output DST (the published tree)")
+        out = normalize_dir(output)
+
+        def sub(name: str) -> str:
+            return FileSystems.join(out, name)
+
+        return cls(
+            output=out,
+            manifest=normalize_dir(manifest) if manifest else sub("_manifest"),
+            quarantine=normalize_dir(quarantine) if quarantine else sub("_quarantine"),
+            markers=sub("_markers"),
+            manual=sub("_manual"),
+            review=sub("_review"),
+            alerts=sub("_alerts"),
+        )
+
+
+def make_job(
+    args: argparse.Namespace,
+    config: RedactConfig,
+    *,
+    files: str = "",
+    force: bool | None = None,
+    run_id: str | None = None,
+) -> JobSpec:
+    """The JobSpec of ``redact run`` (and of the reprocess/apply jobs: ``files`` lists the
+    images to process, ``force`` re-does them even if their markers are current)."""
     from redact.cli import UsageError, new_run_id
 
     src = InputSpec.parse(args.input)
-    out = normalize_dir(args.output)
+    layout = Layout.resolve(args.output, args.manifest, getattr(args, "quarantine", None))
+    out = layout.output
     if src.base and normalize_dir(src.base) == out:
         raise UsageError(
             "--output must differ from the input folder: originals are never overwritten"
         )
     if src.base and is_under(src.base, out):
         raise UsageError("--output must not contain the input folder")
-    manifest = normalize_dir(args.manifest) if args.manifest else FileSystems.join(out, "_manifest")
-    quarantine = (
-        normalize_dir(args.quarantine) if args.quarantine else FileSystems.join(out, "_quarantine")
-    )
-    return JobSpec(
+    catalog = getattr(args, "catalog", None) or ""
+    if catalog and "://" not in catalog:
+        if not os.path.isfile(catalog):
+            raise UsageError(f"--catalog {catalog!r}: no such file")
+        catalog = os.path.abspath(catalog)
+    accelerator = getattr(args, "accelerator", None)
+    job = JobSpec(
         input=src,
         output=out,
-        manifest=manifest,
-        quarantine=quarantine,
-        projection=Projection(args.projection),
-        run_id=args.run_id or new_run_id(),
+        manifest=layout.manifest,
+        quarantine=layout.quarantine,
+        projection=Projection(getattr(args, "projection", "auto")),
+        run_id=run_id or getattr(args, "run_id", None) or new_run_id(),
         config=config,
+        markers=layout.markers,
+        manual=layout.manual,
+        review=layout.review,
+        alerts=layout.alerts,
+        catalog=catalog,
+        files=files,
+        force=bool(getattr(args, "force", False)) if force is None else force,
+        accelerator=config.season.accelerator if accelerator is None else accelerator,
     )
+    return _with_expected(job)
+
+
+def _with_expected(job: JobSpec) -> JobSpec:
+    """Count the candidate images of a local job (for the progress line); remote: unknown."""
+    from dataclasses import replace
+
+    from redact.pipeline import _wanted
+
+    if job.files:
+        if "://" in job.files:
+            return job
+        with open(job.files) as f:
+            return replace(job, expected_images=sum(1 for line in f if line.strip()))
+    if "://" in job.input.pattern:
+        return job
+    found = FileSystems.match([job.input.pattern])[0].metadata_list
+    return replace(job, expected_images=sum(_wanted(job, m.path) for m in found))
+
+
+def execute(
+    job: JobSpec, registry_path: str | None, beam_args: Sequence[str]
+) -> tuple[beam.runners.runner.PipelineResult, RunInfo, float]:
+    """Build and run one job to completion; returns (result, run info, seconds)."""
+    config = job.config
+    registry = ModelRegistry.load(registry_path)
+    handler = make_detector_handler(config, registry)
+    run = run_info(job, describe_models(config, registry))
+    options = PipelineOptions(list(beam_args), save_main_session=False)
+    _LOG.info(
+        "run %s: %s -> %s (config %s, models %s%s)",
+        job.run_id,
+        job.files or job.input.pattern,
+        job.output,
+        run.config_hash[:12],
+        run.models_hash[:12],
+        ", forced" if job.force else "",
+    )
+    t0 = time.perf_counter()
+    p = beam.Pipeline(options=options)
+    outs = build_pipeline(p, job, run, handler)
+    add_sinks(outs["rows"], outs["quarantine"], job, outs["review"], outs["alerts"])
+    result = p.run()
+    result.wait_until_finish()
+    return result, run, time.perf_counter() - t0
 
 
 def run_job(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
@@ -52,24 +161,7 @@ def run_job(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
     config = load_config(args.config, args.set)
     job = make_job(args, config)
-    registry = ModelRegistry.load(args.registry)
-    handler = make_detector_handler(config, registry)
-    run = run_info(job, describe_models(config, registry))
-    options = PipelineOptions(list(beam_args), save_main_session=False)
-    _LOG.info(
-        "run %s: %s -> %s (config %s)",
-        job.run_id,
-        job.input.pattern,
-        job.output,
-        run.config_hash[:12],
-    )
-    t0 = time.perf_counter()
-    p = beam.Pipeline(options=options)
-    outs = build_pipeline(p, job, run, handler)
-    add_sinks(outs["rows"], outs["quarantine"], job)
-    result = p.run()
-    result.wait_until_finish()
-    elapsed = time.perf_counter() - t0
+    result, _, elapsed = execute(job, args.registry, beam_args)
     print(summarize(result, job, elapsed))
     return 0
 
@@ -88,33 +180,58 @@ def summarize(result: beam.runners.runner.PipelineResult, job: JobSpec, elapsed_
     read = _counter(result, "images_read")
     published = _counter(result, "images_published")
     failed = _counter(result, "images_failed")
+    skipped = _counter(result, "images_skipped")
     tiles = _counter(result, "tiles")
     lines = [
         f"redact run {job.run_id}: {read} image(s) read, {published} published, {failed} quarantined "
         f"in {elapsed_s:.1f} s"
         + (f" ({elapsed_s / read:.1f} s/image, {tiles} tiles)" if read else ""),
     ]
+    if job.markers:
+        recovered = _counter(result, "rows_recovered")
+        lines.append(
+            f"  skipped: {skipped} already published with these models and config"
+            + (" (--force: only this run's own)" if job.force else "")
+            + (f"; {recovered} manifest row(s) recovered from a killed run" if recovered else "")
+        )
     for cls in ObjectClass:
         counts = {d: _counter(result, f"detections_{cls.label}_{d.value}") for d in Decision}
         lines.append(
             f"  {cls.label:>13}: {counts[Decision.BLUR] + counts[Decision.REVIEW]} blurred "
             f"({counts[Decision.REVIEW]} in the review band), {counts[Decision.DROPPED]} below threshold"
         )
+    manual = sum(_counter(result, f"detections_{c.label}_manual") for c in ObjectClass)
+    if manual:
+        lines.append(f"  manual regions blurred: {manual}")
+    if job.catalog or published:
+        located = _counter(result, "images_located")
+        lines.append(f"  located (catalog or EXIF GPS): {located} of {published} published")
     lines.append(f"  published copies: {job.output}")
     lines.append(f"  manifest: {FileSystems.join(job.manifest, f'run-{job.run_id}')}*.parquet")
+    if job.review:
+        review = _counter(result, "review_band_detections")
+        lines.append(
+            f"  review table: {FileSystems.join(job.review, f'run-{job.run_id}')}*.parquet "
+            f"({review} item(s))"
+        )
+    n_alerts = _counter(result, "alerts")
+    if n_alerts and job.alerts:
+        lines.append(f"  ALERTS: {n_alerts} (also logged at WARNING)")
+        for rec in _jsonl_records(job.alerts, job.run_id)[:20]:
+            lines.append(f"    {rec['kind']}: {rec['message']}")
     if failed:
         lines.append(
             f"  quarantine: {FileSystems.join(job.quarantine, f'run-{job.run_id}')}*.jsonl"
         )
-        for rec in _quarantine_records(job)[:20]:
+        for rec in _jsonl_records(job.quarantine, job.run_id)[:20]:
             lines.append(
                 f"    {rec['relative_path']}: {rec['error_reason']} ({rec['error_message'][:120]})"
             )
     return "\n".join(lines)
 
 
-def _quarantine_records(job: JobSpec) -> list[dict]:
-    pattern = FileSystems.join(job.quarantine, f"run-{job.run_id}*.jsonl")
+def _jsonl_records(folder: str, run_id: str) -> list[dict]:
+    pattern = FileSystems.join(folder, f"run-{run_id}*.jsonl")
     out: list[dict] = []
     for m in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(m.path) as f:

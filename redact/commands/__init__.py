@@ -7,7 +7,12 @@ import argparse
 import importlib
 
 # One line per subcommand module; order is the order in ``redact --help``.
-MODULES = ("redact.commands.run",)
+MODULES = (
+    "redact.commands.run",
+    "redact.commands.reprocess",
+    "redact.commands.report",
+    "redact.commands.review",
+)
 
 
 def register_all(sub: argparse._SubParsersAction) -> None:

@@ -60,7 +60,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--run-id", help="identifier stored in every manifest row (default: UTC time + random)"
     )
     p.add_argument("--registry", help="model registry YAML (default: models/registry.yaml)")
+    add_season_args(p)
     p.set_defaults(func=_run, accepts_beam_args=True)
+
+
+def add_season_args(p: argparse.ArgumentParser) -> None:
+    """Location catalog, re-run and Dataflow options shared by the season commands."""
+    p.add_argument(
+        "--catalog",
+        metavar="FILE",
+        help="sidecar location catalog, CSV or Parquet: uri or relative_path, lat, lng "
+        "[, captured_at, camera] (wins over EXIF GPS)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="re-do images already published with the same models and config "
+        "(default: skip them, decided from DST/_markers before reading)",
+    )
+    p.add_argument(
+        "--accelerator",
+        metavar="HINT",
+        help="Dataflow resource hint of the inference step (default: season.accelerator, "
+        "'type:nvidia-l4;count:1;install-nvidia-driver'; '' for none)",
+    )
 
 
 def _run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:

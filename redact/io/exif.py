@@ -195,3 +195,102 @@ def _sanitize(tiff: bytes) -> bytes:
     # Trim a tail that is now all zeros and referenced by nothing kept.
     stripped = len(buf.rstrip(b"\x00"))
     return bytes(buf[: max(stripped, needed_end)])
+
+
+# --- capture information (GPS, time, camera): read-only, additive --------------------------------
+
+TAG_MAKE = 0x010F
+TAG_MODEL = 0x0110
+TAG_DATETIME_ORIGINAL = 0x9003
+GPS_LAT_REF, GPS_LAT, GPS_LNG_REF, GPS_LNG = 0x0001, 0x0002, 0x0003, 0x0004
+GPS_TIME, GPS_DATE = 0x0007, 0x001D
+
+
+@dataclass(frozen=True)
+class CaptureInfo:
+    """Where, when and with what an image was taken, as far as its EXIF says.
+
+    ``latitude``/``longitude`` in signed decimal degrees (None when absent or invalid);
+    ``captured_at`` ISO 8601 (``...Z`` when from GPS date/time, naive local time from
+    DateTimeOriginal otherwise, "" when absent); ``camera`` "Make Model" ("" when absent).
+    """
+
+    latitude: float | None = None
+    longitude: float | None = None
+    captured_at: str = ""
+    camera: str = ""
+
+
+def _ascii(tiff: bytes, entry: _Entry) -> str:
+    raw = tiff[entry.value_pos : entry.value_pos + entry.size]
+    return raw.split(b"\x00", 1)[0].decode("latin-1").strip()
+
+
+def _rationals(tiff: bytes, e: str, entry: _Entry) -> list[float]:
+    """Values of a RATIONAL (5) / SRATIONAL (10) entry (a zero denominator is an error)."""
+    if entry.type not in (5, 10):
+        raise ExifParseError(f"tag 0x{entry.tag:04x}: not a rational")
+    fmt = e + ("II" if entry.type == 5 else "ii") * entry.count
+    vals = struct.unpack(fmt, tiff[entry.value_pos : entry.value_pos + entry.size])
+    if any(d == 0 for d in vals[1::2]):
+        raise ExifParseError(f"tag 0x{entry.tag:04x}: zero denominator")
+    return [n / d for n, d in zip(vals[0::2], vals[1::2], strict=True)]
+
+
+def _degrees(tiff: bytes, e: str, value: _Entry, ref: _Entry | None, neg: str) -> float:
+    dms = _rationals(tiff, e, value)
+    if len(dms) != 3:
+        raise ExifParseError("GPS coordinate needs 3 rationals")
+    deg = dms[0] + dms[1] / 60.0 + dms[2] / 3600.0
+    return -deg if ref is not None and _ascii(tiff, ref).upper() == neg else deg
+
+
+def exif_capture_info(tiff: bytes) -> CaptureInfo:
+    """GPS position, capture time and camera from a TIFF/EXIF block (never raises).
+
+    A malformed or out-of-range GPS position, or exactly (0, 0) (written without a fix),
+    yields ``latitude = longitude = None``; an all-zero date yields ``captured_at = ""``; the
+    fields are read independently.
+    """
+    try:
+        e, off = _header(tiff)
+        ifd0, _, _ = _read_ifd(tiff, e, off)
+    except (ExifParseError, struct.error):
+        return CaptureInfo()
+    tags = {ent.tag: ent for ent in ifd0}
+    camera = " ".join(
+        _ascii(tiff, tags[t]) for t in (TAG_MAKE, TAG_MODEL) if t in tags and tags[t].type == 2
+    ).strip()
+    captured_at = ""
+    lat = lng = None
+    try:
+        if TAG_EXIF_IFD in tags:
+            sub, _, _ = _read_ifd(tiff, e, _ints(tiff, e, tags[TAG_EXIF_IFD])[0])
+            for ent in sub:
+                if ent.tag == TAG_DATETIME_ORIGINAL and ent.type == 2:
+                    d, _, t = _ascii(tiff, ent).partition(" ")
+                    if d and t:
+                        captured_at = f"{d.replace(':', '-')}T{t}"
+    except (ExifParseError, struct.error):
+        captured_at = ""
+    try:
+        if TAG_GPS_IFD in tags:
+            gps_entries, _, _ = _read_ifd(tiff, e, _ints(tiff, e, tags[TAG_GPS_IFD])[0])
+            gps = {ent.tag: ent for ent in gps_entries}
+            if GPS_LAT in gps and GPS_LNG in gps:
+                lat = _degrees(tiff, e, gps[GPS_LAT], gps.get(GPS_LAT_REF), "S")
+                lng = _degrees(tiff, e, gps[GPS_LNG], gps.get(GPS_LNG_REF), "W")
+                # Out of range, or exactly (0, 0): receivers write "null island" without a fix.
+                if not (-90.0 <= lat <= 90.0 and -180.0 <= lng <= 180.0) or lat == lng == 0.0:
+                    lat = lng = None
+            if GPS_DATE in gps and GPS_TIME in gps and gps[GPS_DATE].type == 2:
+                hms = _rationals(tiff, e, gps[GPS_TIME])
+                date = _ascii(tiff, gps[GPS_DATE]).replace(":", "-")
+                if len(hms) == 3 and len(date) == 10:
+                    h, m, s = int(hms[0]), int(hms[1]), hms[2]
+                    captured_at = f"{date}T{h:02d}:{m:02d}:{s:06.3f}Z"
+    except (ExifParseError, struct.error):
+        lat = lng = None
+    if captured_at.startswith("0000"):  # an unset clock ("0000:00:00 00:00:00")
+        captured_at = ""
+    return CaptureInfo(lat, lng, captured_at, camera)

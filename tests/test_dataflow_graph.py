@@ -1,0 +1,142 @@
+"""The Dataflow job graph, built by the real DataflowRunner classes without submitting it
+(``--dry_run``: no credentials, no network), and the worker Dockerfile."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+
+apiclient = pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient")
+
+from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions  # noqa: E402
+from apache_beam.portability.api import beam_runner_api_pb2  # noqa: E402
+
+from redact.config import SeasonConfig  # noqa: E402
+from redact.detection import ModelRegistry, describe_models, make_detector_handler  # noqa: E402
+from redact.pipeline import add_sinks, build_pipeline, run_info  # noqa: E402
+from redact.runner import make_job  # noqa: E402
+from tests.test_season_support import write_config  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = "us-docker.pkg.dev/redact-test/redact/worker:2024.05"
+ACCEL_URN = "beam:resources:accelerator:v1"
+
+
+def _dataflow_job(tmp_path: Path, accelerator: str | None, catalog: str = ""):
+    from redact.cli import load_config
+
+    config = load_config(str(write_config(tmp_path)))
+    args = argparse.Namespace(
+        input="gs://redact-test-bucket/season/*.jpg",
+        output="gs://redact-test-bucket/published",
+        manifest=None,
+        quarantine=None,
+        projection="auto",
+        run_id="df1",
+        catalog=catalog,
+        force=False,
+        accelerator=accelerator,
+    )
+    job = make_job(args, config)
+    registry = ModelRegistry({})
+    handler = make_detector_handler(config, registry)
+    run = run_info(job, describe_models(config, registry))
+    options = PipelineOptions(
+        [
+            "--runner=DataflowRunner",
+            "--project=redact-test",
+            "--region=europe-west4",
+            "--temp_location=gs://redact-test-bucket/tmp",
+            "--staging_location=gs://redact-test-bucket/staging",
+            f"--sdk_container_image={IMAGE}",
+            "--sdk_location=container",
+            "--job_name=redact-season-test",
+            "--dry_run=True",
+            "--no_auth",
+        ]
+    )
+    p = beam.Pipeline(options=options)
+    outs = build_pipeline(p, job, run, handler)
+    add_sinks(outs["rows"], outs["quarantine"], job, outs["review"], outs["alerts"])
+    result = p.run()  # dry run: translated to a Dataflow Job, never submitted
+    return job, result.job, p.runner.proto_pipeline
+
+
+def _env_of(proto, name_part: str) -> set[str]:
+    return {
+        t.environment_id
+        for t in proto.components.transforms.values()
+        if name_part in t.unique_name and t.environment_id and not t.subtransforms
+    }
+
+
+def test_inference_step_alone_carries_the_gpu_hint(tmp_path):
+    job, df_job, proto = _dataflow_job(tmp_path, accelerator=None)
+    hint = SeasonConfig().accelerator
+    assert job.accelerator == hint == "type:nvidia-l4;count:1;install-nvidia-driver"
+    envs = proto.components.environments
+    detect_envs = _env_of(proto, "Detect/")
+    assert detect_envs, "no leaf transforms under Detect"
+    for env_id in detect_envs:
+        assert envs[env_id].resource_hints[ACCEL_URN] == hint.encode()
+    for step in ("Prepare", "Finalize", "SkipPublished", "WriteManifest/"):
+        step_envs = _env_of(proto, step)
+        assert step_envs, step
+        for env_id in step_envs:
+            assert ACCEL_URN not in envs[env_id].resource_hints, step
+    # Every environment is the custom worker image; the job carries the option too.
+    for env in envs.values():
+        assert env.urn == "beam:env:docker:v1"
+        assert beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image == IMAGE
+    assert df_job.options.view_as(WorkerOptions).sdk_container_image == IMAGE
+    assert df_job.proto.name == "redact-season-test"
+
+
+def test_accelerator_is_configurable_and_can_be_off(tmp_path):
+    other = "type:nvidia-tesla-t4;count:2;install-nvidia-driver"
+    _, _, proto = _dataflow_job(tmp_path, accelerator=other)
+    envs = proto.components.environments
+    assert {envs[e].resource_hints[ACCEL_URN] for e in _env_of(proto, "Detect/")} == {
+        other.encode()
+    }
+    _, _, proto = _dataflow_job(tmp_path, accelerator="")
+    assert not any(ACCEL_URN in e.resource_hints for e in proto.components.environments.values())
+
+
+def test_catalog_join_is_in_the_graph(tmp_path):
+    _, _, proto = _dataflow_job(tmp_path, None, catalog="gs://redact-test-bucket/catalog.parquet")
+    names = {t.unique_name for t in proto.components.transforms.values()}
+    assert {"MatchCatalog", "ParseCatalog", "MatchManual", "JoinByImage"} <= {
+        n.split("/")[0] for n in names
+    }
+
+
+def _dockerfile() -> str:
+    return (REPO / "Dockerfile").read_text()
+
+
+def test_dockerfile_builds_a_beam_worker_with_cuda_tensorrt_and_the_project():
+    text = _dockerfile()
+    instr = [
+        line.split(None, 1)
+        for line in re.sub(r"\\\n", " ", text).splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    ops = [i[0].upper() for i in instr]
+    assert ops[ops.index("FROM")] == "FROM" and "ENTRYPOINT" == ops[-1]
+    froms = [i[1] for i in instr if i[0].upper() == "FROM"]
+    assert any(f.startswith("nvcr.io/nvidia/tensorrt:") for f in froms)
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    sdk = f"apache/beam_python{py}_sdk:{beam.__version__}"
+    assert f"COPY --from={sdk} /opt/apache/beam /opt/apache/beam" in text, sdk
+    assert f"ARG BEAM_VERSION={beam.__version__}" in text
+    assert f"python{py}" in text
+    assert instr[-1][1].strip() == '["/opt/apache/beam/boot"]'
+    assert re.search(r'pip install .*"\.\[gcp,tensorrt\]"', text)
+    for folder in ("redact", "pipelines", "configs", "models"):
+        assert re.search(rf"^COPY {folder} ", text, re.M), folder
