@@ -12,6 +12,9 @@ MODULES = (
     "redact.commands.reprocess",
     "redact.commands.report",
     "redact.commands.review",
+    "redact.commands.eval",
+    "redact.commands.tune",
+    "redact.commands.audit",
 )
 
 

