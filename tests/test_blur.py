@@ -222,7 +222,7 @@ def test_hand_computed_box_mask() -> None:
 
 def test_seam_region_blurred_on_both_edges_only() -> None:
     h, w = 60, 200
-    cfg = BlurConfig(feather_px=2)
+    cfg = BlurConfig(feather_px=2, dilate=0.15)  # geometry below assumes this dilation
     img = textured_image(h, w)
     box = (185.0, 20.0, 215.0, 40.0)  # unwrapped: crosses x = W
     out, mask = blur_regions(img, np.array([box]), cfg, wrap=True)

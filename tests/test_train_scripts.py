@@ -1,0 +1,228 @@
+"""Tests of the training scripts' helpers (label conversion, splits, projection, registry).
+
+The pure-python parts run in the runtime venv; the ultralytics parts skip without the
+``[train]`` extra.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+tc = _load("_train_common")
+
+VOC = """<annotation><size><width>400</width><height>200</height><depth>3</depth></size>
+<object><name>with_mask</name><bndbox><xmin>10</xmin><ymin>20</ymin><xmax>50</xmax><ymax>60</ymax></bndbox></object>
+<object><name>without_mask</name><bndbox><xmin>100</xmin><ymin>0</ymin><xmax>120</xmax><ymax>30</ymax></bndbox></object>
+</annotation>"""
+
+
+def test_parse_voc() -> None:
+    w, h, boxes = tc.parse_voc(VOC)
+    assert (w, h) == (400, 200)
+    assert boxes == [(10.0, 20.0, 50.0, 60.0), (100.0, 0.0, 120.0, 30.0)]
+
+
+def test_parse_openalpr() -> None:
+    f, box, text = tc.parse_openalpr("car.jpg\t935\t362\t99\t49\tYG9X2G\n")
+    assert f == "car.jpg" and text == "YG9X2G"
+    assert box == (935.0, 362.0, 1034.0, 411.0)
+    with pytest.raises(ValueError):
+        tc.parse_openalpr("car.jpg\t1\t2")
+
+
+def test_yolo_roundtrip_and_clip() -> None:
+    box = (10.0, 20.0, 50.0, 60.0)
+    yolo = tc.xyxy_to_yolo(box, 400, 200)
+    assert yolo == pytest.approx((0.075, 0.2, 0.1, 0.2))
+    assert tc.yolo_to_xyxy(yolo, 400, 200) == pytest.approx(box)
+    assert tc.clip_box((-5, -5, 10, 10), 8, 8) == (0.0, 0.0, 8.0, 8.0)
+    assert tc.clip_box((20, 20, 30, 30), 8, 8) is None
+    with pytest.raises(ValueError):
+        tc.xyxy_to_yolo((20, 20, 30, 30), 8, 8)
+
+
+def test_format_yolo_labels_drops_tiny_and_outside() -> None:
+    text = tc.format_yolo_labels(
+        [
+            (0, (10, 20, 50, 60)),
+            (1, (0, 0, 1, 1)),
+            (1, (500, 0, 600, 10)),
+            (1, (390, 190, 420, 230)),
+        ],
+        400,
+        200,
+    )
+    lines = text.splitlines()
+    assert lines[0] == "0 0.075000 0.200000 0.100000 0.200000"
+    assert len(lines) == 2 and lines[1].startswith("1 ")
+    _cls, cx, cy, w, h = (float(v) for v in lines[1].split())
+    assert cx + w / 2 == pytest.approx(1.0) and cy + h / 2 == pytest.approx(1.0)
+
+
+def test_split_dev_is_seeded_disjoint_and_order_free() -> None:
+    names = [f"img{i}" for i in range(100)]
+    train, dev = tc.split_dev(names, 0.15, seed=3)
+    assert len(dev) == 15 and not set(train) & set(dev) and len(train) + len(dev) == 100
+    assert tc.split_dev(list(reversed(names)), 0.15, seed=3) == (train, dev)
+    assert tc.split_dev(names, 0.15, seed=4)[1] != dev
+
+
+def test_equirect_direction_roundtrip() -> None:
+    x = np.array([0.5, 1000.0, 2000.0, 3999.5])
+    y = np.array([10.0, 500.0, 1000.0, 1990.0])
+    d = tc.equirect_to_dirs(x, y, 4000, 2000)
+    x2, y2 = tc.dirs_to_equirect(d, 4000, 2000)
+    np.testing.assert_allclose(x2, x, atol=1e-6)
+    np.testing.assert_allclose(y2, y, atol=1e-6)
+    # yaw 0 / pitch 0 is the panorama centre, looking down +z
+    np.testing.assert_allclose(
+        tc.equirect_to_dirs(np.array(2000.0), np.array(1000.0), 4000, 2000), [0, 0, 1], atol=1e-9
+    )
+
+
+def test_project_box_identity_and_clip() -> None:
+    view = tc.PinholeView.from_fov(30.0, -10.0, 60.0, 640)
+    box, frac = tc.project_box((100, 200, 180, 260), view, view)
+    assert box == pytest.approx((100, 200, 180, 260), abs=1e-6) and frac == pytest.approx(1.0)
+    # the same box seen from a view turned right lies to the left, partly cut
+    right = tc.PinholeView.from_fov(50.0, -10.0, 60.0, 640)
+    res = tc.project_box((0, 200, 60, 260), view, right)
+    assert res is None or res[1] < 1.0
+    behind = tc.PinholeView.from_fov(210.0, 10.0, 60.0, 640)
+    assert tc.project_box((300, 300, 340, 340), view, behind) is None
+
+
+def test_paste_then_render_puts_the_photo_under_its_label() -> None:
+    pano = np.zeros((500, 1000, 3), np.uint8)
+    photo = np.zeros((100, 100, 3), np.uint8)
+    photo[40:60, 40:60] = 255  # a white square "object"
+    src = tc.PinholeView(
+        yaw_deg=5.0, pitch_deg=-10.0, focal=400.0, width=100, height=100, roll_deg=7.0
+    )
+    tc.paste_view(pano, photo, src, feather=0.0)
+    tile = tc.PinholeView.from_fov(0.0, -5.0, 60.0, 320)
+    img = tc.render_view(pano, tile)
+    (x1, y1, x2, y2), frac = tc.project_box((40, 40, 60, 60), src, tile)
+    assert frac == pytest.approx(1.0)
+    inside = img[int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
+    assert inside.size and inside.mean() > 200
+    mask = img[..., 0] > 128
+    ys, xs = np.nonzero(mask)
+    assert xs.min() >= x1 - 2 and xs.max() <= x2 + 2 and ys.min() >= y1 - 2 and ys.max() <= y2 + 2
+
+
+def test_upsert_registry_entry_appends_and_replaces(tmp_path: Path) -> None:
+    reg = tmp_path / "registry.yaml"
+    original = (
+        "# keep me\nversion: 1\nmodels:\n  other:\n    uri: a.onnx  # theirs\n    classes: [face]\n"
+    )
+    reg.write_text(original)
+    tc.upsert_registry_entry(
+        reg,
+        "mine",
+        {
+            "version": "1.0.3",
+            "uri": "${REDACT_CACHE}/t/m.onnx",
+            "classes": ["license_plate"],
+            "shipped": False,
+        },
+    )
+    text = reg.read_text()
+    assert text.startswith(original)
+    data = yaml.safe_load(text)
+    assert data["models"]["mine"] == {
+        "version": "1.0.3",
+        "uri": "${REDACT_CACHE}/t/m.onnx",
+        "classes": ["license_plate"],
+        "shipped": False,
+    }
+    tc.upsert_registry_entry(
+        reg, "mine", {"version": "1.0.4", "uri": "b.onnx", "classes": ["face"]}
+    )
+    data = yaml.safe_load(reg.read_text())
+    assert data["models"]["mine"] == {"version": "1.0.4", "uri": "b.onnx", "classes": ["face"]}
+    assert data["models"]["other"]["uri"] == "a.onnx"
+    assert reg.read_text().startswith(original)
+
+
+def test_registry_entries_parse_with_the_project_registry(tmp_path: Path) -> None:
+    registry = pytest.importorskip("redact.detection.registry")
+    reg = tmp_path / "registry.yaml"
+    reg.write_text("version: 1\nmodels:\n")
+    tc.upsert_registry_entry(
+        reg,
+        "m",
+        {
+            "version": "0.1.0",
+            "uri": "m.onnx",
+            "sha256": "ab" * 32,
+            "classes": ["face", "license_plate"],
+            "num_classes": 2,
+            "input_size": 640,
+            "provenance": "p",
+            "license": "AGPL-3.0",
+            "card": "cards/m.md",
+            "shipped": True,
+        },
+    )
+    spec = registry.ModelRegistry.load(reg)["m"]
+    assert spec.num_classes == 2 and spec.shipped and spec.uri == str(tmp_path / "m.onnx")
+
+
+def test_wheel_metadata(tmp_path: Path) -> None:
+    import zipfile
+
+    et = _load("export_teachers")
+    whl = tmp_path / "pkg-1.2.3-py3-none-any.whl"
+    with zipfile.ZipFile(whl, "w") as z:
+        z.writestr(
+            "pkg-1.2.3.dist-info/METADATA",
+            "Metadata-Version: 2.1\nName: pkg\nVersion: 1.2.3\nHome-page: https://example.org\n"
+            "Classifier: License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)\n\n",
+        )
+    version, lic, home = et.wheel_metadata(whl)
+    assert version == "1.2.3" and "Affero" in lic and home == "https://example.org"
+
+
+def test_build_data_crop_and_composite_labels() -> None:
+    bt = _load("build_train_data")
+    rng = np.random.default_rng(0)
+    photo = np.full((200, 300, 3), 40, np.uint8)
+    photo[80:120, 100:140] = 230
+    sample = bt.Sample("s", Path("s.jpg"), [(0, (100.0, 80.0, 140.0, 120.0))])
+    crop, labels = bt.pick_crop(sample, photo, rng)
+    assert labels and all(
+        0 <= b[0] < b[2] <= crop.shape[1] and 0 <= b[1] < b[3] <= crop.shape[0] for _, b in labels
+    )
+    pano = np.full((1000, 2000, 3), 90, np.uint8)
+    for _ in range(5):
+        img, out = bt.make_composite(pano, [(sample, photo)], rng, tile=320)
+        assert img.shape == (320, 320, 3)
+        for cls, (x1, y1, x2, y2) in out:
+            assert cls == 0 and 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 320
+
+
+def test_train_detector_imports_with_ultralytics() -> None:
+    pytest.importorskip("ultralytics")
+    td = _load("train_detector")
+    assert td.DEFAULT_OUT.name == "redact-faceplate-yolov8n-0.1.0.onnx"
