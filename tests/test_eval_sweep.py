@@ -68,14 +68,20 @@ def test_choose_thresholds(setup):
     assert ch.blurred_per_1000 == pytest.approx(1000 * 5 / 2)  # 0.9, 0.8, 0.7, 0.5, 0.4
     wide = choose_thresholds(c, TuneTarget(0.5, review_recall=0.75, review_ratio=0.9), rows)
     assert wide.review == 0.5
-    # Default review target: half the misses of 0.7 -> 0.85, never reached: review = floor.
+    # Default review target: half the misses of 0.7 -> 0.85, never reached: review = 0.5 * 0.5.
     ch = choose_thresholds(c, TuneTarget(0.7), rows)
-    assert (ch.blur, ch.review, ch.reached, ch.review_reached) == (0.5, 0.05, True, False)
-    # An unreachable target puts both at the floor and says so.
+    assert (ch.blur, ch.review, ch.reached, ch.review_reached) == (0.5, 0.25, True, False)
+    # An unreachable target says so and puts blur at the plateau: 3/4 is the best recall above
+    # the floor, first reached at 0.5 (0.3 and 0.1 only add false positives).
     ch = choose_thresholds(c, TuneTarget(1.0), rows)
-    assert (ch.blur, ch.review, ch.reached) == (0.05, 0.05, False)
+    assert (ch.blur, ch.review, ch.reached) == (0.5, 0.25, False)
+    assert ch.at_blur["recall"] == 0.75
     # A config floor above the manifest's limits both.
-    assert choose_thresholds(c, TuneTarget(1.0), rows, floor=0.2).blur == 0.2
+    low = choose_thresholds(c, TuneTarget(1.0), rows, floor=0.3)
+    assert (low.blur, low.review) == (0.5, 0.3)
+    # Above a floor of 0.6 the best recall is 1/2, first reached at 0.7; review stops at the floor.
+    high = choose_thresholds(c, TuneTarget(1.0), rows, floor=0.6)
+    assert (high.blur, high.review) == (0.7, 0.6)
     with pytest.raises(ValueError, match="target recall"):
         TuneTarget(0.0)
 

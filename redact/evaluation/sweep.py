@@ -16,8 +16,11 @@ Choosing thresholds (:func:`choose_thresholds`), per class, on the labelled imag
   review_ratio`` (default 0.5), so the review band is never empty by construction; never
   below the floor. Everything >= ``review`` is blurred; ``[review, blur)`` is also listed
   for human review;
-* a target the curve never reaches (recall at the floor is lower) sets both to the floor
-  and is reported as not reached.
+* a target the curve never reaches (recall at the floor is lower) is reported as not
+  reached, and ``blur`` goes to the *plateau*: the highest threshold that keeps the best
+  recall reachable above the floor (lower thresholds add only false positives on the
+  labelled set). An unreached ``review_recall`` likewise leaves only rule (b). The misses
+  are then the detector's, not the thresholds': see the curve.
 
 The expected review-band size is the number of candidates with ``review <= score < blur``
 per 1,000 images, counted over the published rows given (``redact tune``: the labelled
@@ -256,11 +259,14 @@ def choose_thresholds(
     fl = max(curve.floor, floor or 0.0)
     t_blur = curve.threshold_for_recall(target.recall)
     reached = t_blur is not None and t_blur >= fl
-    blur = _round_down(t_blur, fl) if reached and t_blur is not None else fl
+    if not reached:
+        t_blur = curve.threshold_for_recall(curve.at(fl)["recall"])  # the plateau
+    blur = _round_down(t_blur, fl) if t_blur is not None and t_blur >= fl else fl
+    by_ratio = _round_down(blur * target.review_ratio, fl)
     t_rev = curve.threshold_for_recall(target.review)
     review_reached = t_rev is not None and t_rev >= fl
-    review = _round_down(t_rev, fl) if review_reached and t_rev is not None else fl
-    review = max(min(review, _round_down(blur * target.review_ratio, fl)), fl)
+    review = _round_down(t_rev, fl) if review_reached and t_rev is not None else by_ratio
+    review = max(min(review, by_ratio), fl)
     review = min(review, blur)
     near = [p for p in curve.steps() if abs(p["threshold"] - blur) <= 0.15]
     points = sorted(
