@@ -143,14 +143,23 @@ class MergeConfig:
 @dataclass(frozen=True)
 class ClassThresholds:
     """Score thresholds of one class: blur >= ``blur``; ``review`` <= s < ``blur`` is blurred
-    and listed for review; ``floor`` <= s < ``review`` is recorded as dropped."""
+    and listed for review; ``floor`` <= s < ``review`` is recorded as dropped.
+
+    ``review_max_height``: on equirectangular panoramas, a detection *below* ``blur`` whose box
+    is taller than this share of the panorama height (0.15 x 180 deg = 27 deg) is recorded as
+    dropped (0 disables). Low-confidence giants are nearly always false positives in street
+    imagery, and a real face or plate that close to the camera scores high; detections at or
+    above ``blur`` are blurred whatever their size. Photos have no known field of view, so the
+    rule does not apply to them.
+    """
 
     blur: float = 0.25
     review: float = 0.10
     floor: float = 0.03
+    review_max_height: float = 0.15
 
     def _validate(self, where: str) -> None:
-        for k in ("blur", "review", "floor"):
+        for k in ("blur", "review", "floor", "review_max_height"):
             _range(f"{where}.{k}", getattr(self, k), 0.0, 1.0)
         if not self.floor <= self.review <= self.blur:
             raise ConfigError(f"{where}: need floor <= review <= blur")
@@ -171,7 +180,8 @@ class BlurConfig:
     # Per class; a class not listed gets BOX (it covers the most). An ELLIPSE always passes
     # through the detected box's corners, whatever ``dilate`` is.
     shapes: Mapping[ObjectClass, BlurShape] = field(default_factory=_default_shapes)
-    dilate: float = 0.5  # grow each box by this share of its size on every side (measured: docs/evaluation.md)
+    # Grow each box by this share of its size on every side (measured: docs/evaluation.md).
+    dilate: float = 0.5
     min_size_px: int = 8  # regions are at least this many pixels wide and tall
     feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
     cells: int = 4  # pixelate the region to about this many cells across its short side

@@ -508,7 +508,8 @@ class FinalizeImage(beam.DoFn):
         raw = Detections.merge([r.detections for r in ok])
         raw = raw[raw.confidence >= cfg.score_floor]
         merged = merge_detections(raw, cfg.merge, float(rec.width) if wrap else None)
-        found, found_decisions = decide(merged, cfg.thresholds)
+        # The size prior is angular: only on panoramas is the image height a known angle (180 deg).
+        found, found_decisions = decide(merged, cfg.thresholds, float(rec.height) if wrap else None)
         # Manual regions are blurred whatever the detector says.
         pinned = to_detections(manual, rec.width, rec.height, wrap=wrap)
         kept = Detections.merge([found, pinned])

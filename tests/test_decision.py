@@ -27,3 +27,22 @@ def test_thresholds_per_class_inclusive_at_boundaries():
 def test_empty():
     kept, decisions = decide(Detections.empty(), TH)
     assert len(kept) == 0 and decisions == []
+
+
+def test_low_confidence_giants_are_dropped_only_below_blur():
+    th = {
+        ObjectClass.FACE: ClassThresholds(blur=0.5, review=0.2, floor=0.05, review_max_height=0.25),
+        ObjectClass.LICENSE_PLATE: ClassThresholds(
+            blur=0.5, review=0.2, floor=0.05, review_max_height=0.0
+        ),
+    }
+    # Image 400 px tall: the limit is 100 px for faces, none for plates.
+    boxes = [[0, 0, 10, 100], [0, 0, 10, 101], [0, 0, 10, 300], [0, 0, 10, 300], [0, 0, 10, 300]]
+    dets = Detections(boxes, [0.3, 0.3, 0.3, 0.6, 0.3], [0, 0, 0, 0, 1])
+    _, decisions = decide(dets, th, image_height=400)
+    B, R, D = Decision.BLUR, Decision.REVIEW, Decision.DROPPED
+    # 100 px: at the limit (kept); 101 and 300 px at 0.3: dropped; 300 px at 0.6 >= blur: blurred;
+    # plates have no limit.
+    assert decisions == [R, D, D, B, R]
+    # Without the image height the size rule does not apply.
+    assert decide(dets, th)[1] == [R, R, R, B, R]
