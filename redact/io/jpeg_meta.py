@@ -48,6 +48,23 @@ _STD_LUMA_ZIGZAG = np.array(
 )  # fmt: skip
 
 
+# Zig-zag order: ZIGZAG[k] is the natural (row-major 8x8) index of the k-th stored coefficient.
+ZIGZAG = np.array(
+    [0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5,
+     12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21, 28,
+     35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51,
+     58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63],
+    dtype=np.intp,
+)  # fmt: skip
+
+# IJG standard chrominance table, natural order (JPEG Annex K.2).
+_STD_CHROMA_NATURAL = np.full(64, 99, dtype=np.int64)
+_STD_CHROMA_NATURAL[[0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 24, 25]] = [
+    17, 18, 24, 47, 18, 21, 26, 66, 24, 26, 56, 47, 66,
+]  # fmt: skip
+_STD_CHROMA_ZIGZAG = _STD_CHROMA_NATURAL[ZIGZAG]
+
+
 @dataclass(frozen=True)
 class JpegFrame:
     """The SOF segment: size in stored (not upright) pixels and the components."""
@@ -168,6 +185,33 @@ def estimate_quality(qtable: tuple[int, ...] | None) -> int | None:
     tables = np.clip((_STD_LUMA_ZIGZAG[None, :] * scale[:, None] + 50) // 100, 1, 255)
     err = np.abs(tables - np.asarray(qtable, dtype=np.int64)[None, :]).sum(axis=1)
     return int(q[int(np.argmin(err))])
+
+
+def ijg_qtables(quality: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(luma, chroma) 64-value tables, zig-zag order, that libjpeg's ``jpeg_set_quality``
+    (baseline, values clipped to 1..255) writes for ``quality`` 1..100: what the encoder
+    (simplejpeg / libjpeg-turbo) uses when re-encoding at that quality."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in [1, 100], got {quality}")
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    luma = np.clip((_STD_LUMA_ZIGZAG * scale + 50) // 100, 1, 255)
+    chroma = np.clip((_STD_CHROMA_ZIGZAG * scale + 50) // 100, 1, 255)
+    return tuple(int(v) for v in luma), tuple(int(v) for v in chroma)
+
+
+def qtables_match_quality(structure: JpegStructure, quality: int | None) -> bool:
+    """True when re-encoding at ``quality`` with libjpeg's standard tables reproduces the
+    original's quantisation table of EVERY component exactly (luma table for the first
+    component, chroma table for the others). Untouched areas then go through the same
+    quantiser: the re-encode error is only IDCT/colour rounding, not requantisation."""
+    if quality is None:
+        return False
+    luma, chroma = ijg_qtables(quality)
+    for i, comp in enumerate(structure.frame.components):
+        want = luma if i == 0 else chroma
+        if structure.qtables.get(comp[3]) != want:
+            return False
+    return True
 
 
 def luma_qtable(structure: JpegStructure) -> tuple[int, ...] | None:

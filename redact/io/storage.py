@@ -25,7 +25,9 @@ def _is_remote(path: str) -> bool:
 def _join(base: str, rel: str) -> str:
     if not base:
         return rel
-    return FileSystems.join(base, rel) if _is_remote(base) else os.path.join(base, rel)
+    if _is_remote(base):  # object-store URIs join with "/"; no filesystem client needed
+        return base.rstrip("/") + "/" + rel.lstrip("/")
+    return os.path.join(base, rel)
 
 
 @dataclass(frozen=True)
