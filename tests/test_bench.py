@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import simplejpeg
-import yaml
 
 from redact.bench import report
 from redact.bench.images import describe, expand
@@ -25,7 +24,7 @@ from redact.classes import ObjectClass
 from redact.cli import build_parser, load_config
 from redact.config import BlurConfig
 from redact.detection import ModelRegistry, make_detector_handler
-from tests.tiny_models import build_color_detector
+from tests.tiny_models import write_tiny_config
 
 TILE = 64
 
@@ -111,30 +110,7 @@ def test_psnr_outside_ignores_masked_pixels() -> None:
 
 
 def _config(tmp_path: Path):
-    model = build_color_detector(tmp_path / "tiny.onnx", size=TILE)
-    cfg = {
-        "models": [{"path": str(model), "classes": ["face", "license_plate"], "batch_size": 4}],
-        "tiling": {
-            "tile_size": TILE,
-            "levels": [
-                {
-                    "name": "native",
-                    "scale": 1.0,
-                    "pitch_min_deg": -60,
-                    "pitch_max_deg": 60,
-                    "max_object_deg": 8,
-                }
-            ],
-            "perspective": {"overlap_px": 24, "global_view": False},
-        },
-        "thresholds": {
-            "face": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-            "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-        },
-    }
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return load_config(str(path))
+    return load_config(str(write_tiny_config(tmp_path, tile=TILE)))
 
 
 def _pano(tmp_path: Path) -> Path:

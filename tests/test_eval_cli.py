@@ -22,7 +22,7 @@ from redact.classes import ObjectClass
 from redact.cli import DEFAULT_CONFIG, main
 from redact.config import RedactConfig
 from redact.manifest import read_manifest
-from tests.tiny_models import build_color_detector
+from tests.tiny_models import write_tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -55,29 +55,7 @@ def _box(x: int, y: int) -> list[int]:
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaljob")
-    model = build_color_detector(root / "tiny.onnx", size=TILE)
-    cfg = {
-        "models": [{"path": str(model), "classes": ["face", "license_plate"], "batch_size": 4}],
-        "tiling": {
-            "tile_size": TILE,
-            "levels": [
-                {
-                    "name": "native",
-                    "scale": 1.0,
-                    "pitch_min_deg": -60,
-                    "pitch_max_deg": 60,
-                    "max_object_deg": 8,
-                }
-            ],
-            "perspective": {"overlap_px": 24, "global_view": False},
-        },
-        "thresholds": {
-            "face": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-            "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-        },
-        "blur": {"dilate": 0.1, "feather_px": 2},
-    }
-    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    write_tiny_config(root, tile=TILE, blur={"dilate": 0.1, "feather_px": 2})
     src = root / "src"
     pano = _tex(256, 512, 1)
     _square(pano, 96, 112, (255, 0, 0), 1)  # face

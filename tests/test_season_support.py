@@ -10,10 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 import pyarrow.compute as pc
-import yaml
 
 from redact.manifest import read_manifest
-from tests.tiny_models import build_color_detector
+from tests.tiny_models import write_tiny_config
 
 TILE = 64
 RED = (255, 0, 0)
@@ -48,32 +47,12 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def write_config(root: Path, **season: Any) -> Path:
     """A config with the tiny colour detector, 64 px tiles, blur >= 0.5, review >= 0.3."""
-    model = build_color_detector(root / "tiny.onnx", size=TILE)
-    cfg = {
-        "models": [{"path": str(model), "classes": ["face", "license_plate"], "batch_size": 4}],
-        "tiling": {
-            "tile_size": TILE,
-            "levels": [
-                {
-                    "name": "native",
-                    "scale": 1.0,
-                    "pitch_min_deg": -60,
-                    "pitch_max_deg": 60,
-                    "max_object_deg": 8,
-                }
-            ],
-            "perspective": {"overlap_px": 24, "global_view": False},
-        },
-        "thresholds": {
-            "face": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-            "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-        },
-        "blur": {"dilate": 0.1, "feather_px": 2},
-        "season": {"progress_interval_s": 0.0, **season},
-    }
-    path = root / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    return write_tiny_config(
+        root,
+        tile=TILE,
+        blur={"dilate": 0.1, "feather_px": 2},
+        season={"progress_interval_s": 0.0, **season},
+    )
 
 
 def rows(dst: Path, run_id: str | None = None) -> list[dict]:

@@ -10,9 +10,11 @@ So a red square drawn in a tile is detected as a face and a blue one as a plate.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import yaml
 from onnx import TensorProto, helper, numpy_helper
 
 STRIDE = 8
@@ -210,3 +212,36 @@ def draw_square(image: np.ndarray, x0: int, y0: int, side: int, color: str = "re
     rgb = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}[color]
     out[y0 : y0 + side, x0 : x0 + side] = rgb
     return out
+
+
+def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> Path:
+    """Write ``root/cfg.yaml``: the colour detector (built into ``root``) on ``tile`` px tiles,
+    one native ring over -60..60 deg, photo windows with 24 px overlap and no global view,
+    blur >= 0.5 and review >= 0.3 for both classes. ``sections`` replace top-level sections
+    (e.g. ``blur={...}``, ``season={...}``). Returns the config path."""
+    root = Path(root)
+    model = build_color_detector(root / "tiny.onnx", size=tile)
+    cfg: dict[str, Any] = {
+        "models": [{"path": str(model), "classes": ["face", "license_plate"], "batch_size": 4}],
+        "tiling": {
+            "tile_size": tile,
+            "levels": [
+                {
+                    "name": "native",
+                    "scale": 1.0,
+                    "pitch_min_deg": -60,
+                    "pitch_max_deg": 60,
+                    "max_object_deg": 8,
+                }
+            ],
+            "perspective": {"overlap_px": 24, "global_view": False},
+        },
+        "thresholds": {
+            "face": {"blur": 0.5, "review": 0.3, "floor": 0.1},
+            "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1},
+        },
+        **sections,
+    }
+    path = root / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
