@@ -22,6 +22,7 @@ from redact.detection.yolo import decode_yolov8
 from redact.detections import Detections
 
 METRICS_NAMESPACE = "redact_detector"
+TENSORRT_ERROR = "TensorRT backend requires the [tensorrt] extra and a GPU"
 DEFAULT_INPUT_SIZE = 640
 
 

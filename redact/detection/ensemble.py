@@ -10,12 +10,11 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from redact.config import Backend, ModelConfig, RedactConfig
-from redact.detection.base import TileHandlerMixin, TileInference
+from redact.detection.base import TENSORRT_ERROR, TileHandlerMixin, TileInference
 from redact.detection.registry import ModelRegistry, ModelSpec
 from redact.detections import Detections
 
 TENSORRT_MODULE = "redact.detection.tensorrt_handler"
-TENSORRT_ERROR = "TensorRT backend requires the [tensorrt] extra and a GPU"
 
 
 class LoadedEnsemble(list[Any]):
