@@ -7,6 +7,7 @@ a raw ``forward``). Preprocessing, resizing, decoding, timing and the result typ
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from redact.config import ModelConfig
-from redact.detection.registry import ModelSpec
+from redact.detection.registry import ModelFileError, ModelSpec
 from redact.detection.yolo import decode_yolov8
 from redact.detections import Detections
 
@@ -115,6 +116,27 @@ def _rescale(det: Detections, size: int, tile: np.ndarray) -> Detections:
         return det
     scale = np.array([w / size, h / size, w / size, h / size], np.float32)
     return det.with_boxes(det.xyxy * scale)
+
+
+def read_verified(spec: ModelSpec, what: str = "model") -> bytes:
+    """Read a model file through Beam FileSystems (local, gs://, s3://) and check its sha256.
+
+    Raises :class:`redact.detection.registry.ModelFileError` (unreadable or wrong hash).
+    """
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(spec.uri, "application/octet-stream") as f:
+            data = bytes(f.read())
+    except OSError as e:
+        raise ModelFileError(f"cannot read {what} {spec.name!r} at {spec.uri}: {e}") from e
+    if spec.sha256:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != spec.sha256:
+            raise ModelFileError(
+                f"{what} {spec.name!r} at {spec.uri} has sha256 {digest}, expected {spec.sha256}"
+            )
+    return data
 
 
 class TileHandlerMixin:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from redact.config import ModelConfig
-from redact.detection.base import DetectorHandler, InferenceFn
+from redact.detection.base import DetectorHandler, InferenceFn, read_verified
 from redact.detection.registry import ModelFileError, ModelSpec
 
 _DTYPES: dict[str, np.dtype] = {
@@ -49,13 +48,6 @@ class OnnxDetectorModel:
         """(B, 3, S, S) -> raw head (B, 4+nc[+extra], A) as float32."""
         out = self.session.run([self.output_name], {self.input_name: images})[0]
         return np.asarray(out, dtype=np.float32)
-
-
-def _read_bytes(uri: str) -> bytes:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(uri, "application/octet-stream") as f:
-        return bytes(f.read())
 
 
 def _static_size(shape: Sequence[Any]) -> int | None:
@@ -144,19 +136,7 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
         """Read the model bytes via FileSystems (local, gs://, s3://), check sha256, open."""
         import onnxruntime as ort
 
-        try:
-            data = _read_bytes(self.spec.uri)
-        except OSError as e:
-            raise ModelFileError(
-                f"cannot read model {self.spec.name!r} at {self.spec.uri}: {e}"
-            ) from e
-        if self.spec.sha256:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != self.spec.sha256:
-                raise ModelFileError(
-                    f"model {self.spec.name!r} at {self.spec.uri} has sha256 {digest}, "
-                    f"expected {self.spec.sha256}"
-                )
+        data = read_verified(self.spec, "model")
         try:
             session = ort.InferenceSession(
                 data, sess_options=self._session_options(), providers=self._resolve_providers()

@@ -11,7 +11,6 @@ plain functions, tested without TensorRT.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from redact.config import ModelConfig
-from redact.detection.base import TENSORRT_ERROR, DetectorHandler, InferenceFn
+from redact.detection.base import TENSORRT_ERROR, DetectorHandler, InferenceFn, read_verified
 from redact.detection.registry import ModelFileError, ModelSpec
 
 _CUDA_MODULES = ("cuda.bindings.runtime", "cuda.cudart")
@@ -306,13 +305,6 @@ def _tensor_infos(trt: Any, engine: Any) -> list[TensorInfo]:
     return out
 
 
-def _read_bytes(uri: str) -> bytes:
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(uri, "application/octet-stream") as f:
-        return bytes(f.read())
-
-
 class TensorRTModelHandler(DetectorHandler[TensorRTDetectorModel]):
     """TensorRT 10 YOLOv8 detector; ``spec.uri`` names a serialized ``.engine``.
 
@@ -349,19 +341,7 @@ class TensorRTModelHandler(DetectorHandler[TensorRTDetectorModel]):
             cuda.set_device(self.device)
         except RuntimeError as e:
             raise RuntimeError(f"{TENSORRT_ERROR}: CUDA init failed ({e})") from e
-        try:
-            data = _read_bytes(self.spec.uri)
-        except OSError as e:
-            raise ModelFileError(
-                f"cannot read engine {self.spec.name!r} at {self.spec.uri}: {e}"
-            ) from e
-        if self.spec.sha256:
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != self.spec.sha256:
-                raise ModelFileError(
-                    f"engine {self.spec.name!r} at {self.spec.uri} has sha256 {digest}, "
-                    f"expected {self.spec.sha256}"
-                )
+        data = read_verified(self.spec, "engine")
         plan_bytes, metadata = strip_ultralytics_header(data)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(plan_bytes)
