@@ -18,7 +18,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,3 +210,26 @@ def parse_catalog(data: bytes, path: str) -> Iterator[CatalogEntry]:
             yield CatalogEntry(key, key_col.lower() == "uri", loc)
     if bad:
         _LOG.warning("catalog %s: %d row(s) without a valid position", path, bad)
+
+
+def catalog_from_manifest(
+    rows: Mapping[str, Mapping[str, Any]], relative_paths: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Catalog entries (``relative_path``, ``lat``, ``lng``, ``captured_at``, ``camera``) that carry
+    the known locations of earlier manifest rows (keyed by relative path) into a re-run; images
+    without a row or without a location are left out."""
+    out: list[dict[str, Any]] = []
+    for rel in relative_paths:
+        row = rows.get(rel)
+        if row is None or row.get("latitude") is None:
+            continue
+        out.append(
+            {
+                "relative_path": rel,
+                "lat": row["latitude"],
+                "lng": row["longitude"],
+                "captured_at": row["captured_at"] or "",
+                "camera": row["camera"] or "",
+            }
+        )
+    return out

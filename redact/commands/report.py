@@ -336,17 +336,9 @@ def _apply(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         return 0
     base = originals_base(images, args.originals)
     rows = latest_rows(layout.manifest)
-    located = [
-        {
-            "relative_path": rel,
-            "lat": rows[rel]["latitude"],
-            "lng": rows[rel]["longitude"],
-            "captured_at": rows[rel]["captured_at"] or "",
-            "camera": rows[rel]["camera"] or "",
-        }
-        for rel in images
-        if rel in rows and rows[rel].get("latitude") is not None
-    ]
+    from redact.location import catalog_from_manifest
+
+    located = catalog_from_manifest(rows, images)
     run_id = args.run_id or new_run_id() + "-report"
     _, summary = run_selection(
         args,

@@ -185,20 +185,12 @@ def _reprocess(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             for rel in sorted(batches[prio]):
                 print(f"  p{prio}\t{rel}")
         return 0
+    from redact.location import catalog_from_manifest
+
     base_id = args.run_id or new_run_id()
     for prio in sorted(batches, reverse=True):
         rels = sorted(batches[prio])
-        located = [
-            {
-                "relative_path": rel,
-                "lat": by_rel[rel]["latitude"],
-                "lng": by_rel[rel]["longitude"],
-                "captured_at": by_rel[rel]["captured_at"] or "",
-                "camera": by_rel[rel]["camera"] or "",
-            }
-            for rel in rels
-            if by_rel[rel].get("latitude") is not None
-        ]
+        located = catalog_from_manifest(by_rel, rels)
         _, summary = run_selection(
             args,
             beam_args,

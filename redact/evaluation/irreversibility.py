@@ -493,9 +493,7 @@ def summarize_checks(checks: Sequence[FaceCheck | PlateCheck]) -> dict[str, Any]
             "n_checked": len(cs),
             "n_judged": len(judged),
             "n_passed": sum(bool(c.passed) for c in judged),
-            "n_below_threshold": sum(
-                bool(getattr(c, "below_threshold", c.passed)) for c in judged
-            ),
+            "n_below_threshold": sum(bool(getattr(c, "below_threshold", c.passed)) for c in judged),
             "pass_share": (sum(bool(c.passed) for c in judged) / len(judged)) if judged else None,
             "n_verifiable": len(ver),
             "pass_share_verifiable": (sum(bool(c.passed) for c in ver) / len(ver)) if ver else None,
