@@ -162,3 +162,21 @@ def test_erase_box_fills_mean_and_copies():
     assert out[1:3, 2:4].reshape(-1, 3).tolist() == [[20, 30, 40]] * 4
     assert (out[0] == 0).all() and (out[:, :2] == 0).all()
     assert img[1, 2].tolist() == [10, 20, 30]  # input untouched
+
+
+def test_erase_box_also_erases_the_changed_mask():
+    from redact.evaluation.irreversibility import erase_box
+
+    img = np.zeros((4, 6, 3), np.uint8)
+    img[0, 5] = [90, 90, 90]  # outside the box, inside the mask
+    img[1:3, 2:4] = 30
+    mask = np.zeros((4, 6), bool)
+    mask[0, 5] = True
+    out = erase_box(img, (2.0, 1.0, 4.0, 3.0), mask)
+    # mean over the 4 box pixels (30) and the masked one (90) = 42
+    assert out[0, 5].tolist() == [42, 42, 42]
+    assert out[1:3, 2:4].reshape(-1, 3).tolist() == [[42, 42, 42]] * 4
+    assert out[3].sum() == 0 and out[0, :5].sum() == 0
+    assert img[0, 5].tolist() == [90, 90, 90]  # input untouched
+    with pytest.raises(ValueError):
+        erase_box(img, (0, 0, 1, 1), np.zeros((3, 3), bool))

@@ -9,10 +9,11 @@ Faces (labelled, at least ``min_face_height_px`` tall)
     Runtime after removing its 29 unused graph inputs) embeds both; the check **passes** when
     their cosine similarity is below OpenCV's documented same-person threshold 0.363, or
     when it is no higher (within ``erased_margin``) than the similarity of the original to
-    itself with the face box ERASED (flat mean colour): the context window keeps hair,
-    headwear and clothes that the blur must not touch, and they alone can exceed 0.363; a
-    published crop that carries no more identity than the erased one has lost everything
-    the face contributed. Both counts are reported (``n_below_threshold``). A
+    itself with the face box and every pixel the published copy changed ERASED (flat mean
+    colour): the context window keeps hair, headwear, clothes and the crowd around, which
+    the blur must not touch, and they alone can exceed 0.363; a published crop that carries
+    no more identity than the erased one has lost everything the face contributed. The
+    labelled box is always erased, so a blur that covers only part of the face still fails. Both counts are reported (``n_below_threshold``). A
     control embeds the original re-encoded as JPEG quality 40: if even that is not recognised
     as the same person the face is reported ``unverifiable`` (too small or turned for the
     embedding to mean anything); its check still counts.
@@ -48,7 +49,7 @@ import numpy.typing as npt
 
 from redact.classes import ObjectClass
 from redact.evaluation.labels import GtObject
-from redact.evaluation.pixels import crop
+from redact.evaluation.pixels import blurred_mask, crop
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class FaceCheck:
     # (128,) unit SFace embeddings of the original and published crops (gallery attack).
     emb_original: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
     emb_published: npt.NDArray[np.float32] | None = field(default=None, compare=False, repr=False)
-    erased_similarity: float = math.nan  # cosine(original, original with the face box erased)
+    erased_similarity: float = math.nan  # cosine(original, original with box + blur erased)
     below_threshold: bool = False  # similarity < same-person threshold (the absolute test)
 
     def as_dict(self) -> dict[str, Any]:
@@ -123,15 +124,22 @@ def face_passes(similarity: float, erased_similarity: float, cfg: Irreversibilit
 
 
 def erase_box(
-    img: npt.NDArray[np.uint8], box: tuple[float, float, float, float]
+    img: npt.NDArray[np.uint8],
+    box: tuple[float, float, float, float],
+    also: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """A copy of ``img`` (H, W, C) with the pixels of ``box`` (xyxy px) set to their mean colour."""
+    """A copy of ``img`` (H, W, C) with the pixels of ``box`` (xyxy px), and of the (H, W)
+    mask ``also`` when given, set to their mean colour."""
     out = img.copy()
+    sel = np.zeros(img.shape[:2], bool) if also is None else np.asarray(also, bool).copy()
+    if sel.shape != img.shape[:2]:
+        raise ValueError(f"mask {sel.shape} does not match image {img.shape[:2]}")
     x1, y1 = max(math.floor(box[0]), 0), max(math.floor(box[1]), 0)
     x2, y2 = min(math.ceil(box[2]), img.shape[1]), min(math.ceil(box[3]), img.shape[0])
     if x2 > x1 and y2 > y1:
-        region = out[y1:y2, x1:x2]
-        region[...] = region.reshape(-1, img.shape[2]).mean(axis=0).round().astype(np.uint8)
+        sel[y1:y2, x1:x2] = True
+    if sel.any():
+        out[sel] = out[sel].reshape(-1, img.shape[2]).mean(axis=0).round().astype(np.uint8)
     return out
 
 
@@ -364,7 +372,8 @@ def check_face(
     control = _jpeg(_bgr(ctx_o), cfg.control_jpeg_quality)
     up_c, _ = _upscale(control, obj.height, 112.0)
     e_c = embedder.embed(warp(up_c))
-    up_e, _ = _upscale(_bgr(erase_box(ctx_o, b)), obj.height, 112.0)
+    changed = blurred_mask(ctx_o, ctx_p)
+    up_e, _ = _upscale(_bgr(erase_box(ctx_o, b, changed)), obj.height, 112.0)
     e_e = embedder.embed(warp(up_e))
     sim = float(np.dot(e_o, e_p))
     ctl = float(np.dot(e_o, e_c))
