@@ -151,6 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--init", type=Path, default=None, help="start checkpoint (default safelicensing best.pt)"
     )
+    ap.add_argument(
+        "--init-onnx",
+        type=Path,
+        default=None,
+        help="start from a fused ultralytics ONNX export instead (e.g. the faceghost face teacher); "
+        "its BatchNorms stay frozen, see onnx_init.py",
+    )
+    ap.add_argument(
+        "--frozen-bn",
+        action="store_true",
+        help="keep BatchNorms in eval mode (implied by --init-onnx; use it when continuing "
+        "from a checkpoint that was trained that way)",
+    )
+    ap.add_argument("--lr0", type=float, default=None, help="initial learning rate (default: auto)")
+    ap.add_argument("--version", default=VERSION, help="model version for the registry entry")
     ap.add_argument("--wheels", type=Path, default=Path("/tmp/wheels"))
     ap.add_argument("--project", type=Path, default=REPO / ".cache" / "train_runs")
     ap.add_argument("--name", default=f"{MODEL_NAME}-{VERSION}")
@@ -164,17 +179,26 @@ def main(argv: list[str] | None = None) -> int:
     from ultralytics import YOLO
 
     run_dir = args.project / args.name
+    trainer = None
+    if args.init_onnx is not None or args.frozen_bn:
+        from onnx_init import build_init_checkpoint, frozen_bn_trainer
+
+        trainer = frozen_bn_trainer()
+    if args.init_onnx is not None:
+        if not args.resume and args.export_only is None:
+            args.init = build_init_checkpoint(args.init_onnx, run_dir / "init_from_onnx.pt")
     t0 = time.time()
     if args.export_only is not None:
         best = args.export_only
     else:
         if args.resume:
             model = YOLO(str(run_dir / "weights" / "last.pt"))
-            model.train(resume=True)
+            model.train(resume=True, trainer=trainer)
         else:
             init = args.init or init_checkpoint(args.wheels)
             model = YOLO(str(init))
             model.train(
+                trainer=trainer,
                 data=str(args.data),
                 epochs=args.epochs,
                 time=args.time_budget_min / 60 if args.time_budget_min > 0 else None,
@@ -190,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                 name=args.name,
                 exist_ok=True,
                 patience=100,
-                optimizer="auto",
-                warmup_epochs=1.0,
+                # a fixed AdamW lr and no warm-up when starting from a converged detector: the
+                # warm-up's bias lr (0.1) would wipe the pretrained biases in the first epoch
+                optimizer="auto" if args.lr0 is None else "AdamW",
+                lr0=args.lr0 if args.lr0 is not None else 0.01,
+                warmup_epochs=0.0 if trainer is not None else 1.0,
                 close_mosaic=1,
                 mosaic=1.0,
                 scale=0.6,
@@ -224,12 +251,17 @@ def main(argv: list[str] | None = None) -> int:
         summary["epochs_completed"] = len(rows)
     metrics_file.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2), flush=True)
+    start = (
+        f"the {args.init_onnx.name} face detector (ONNX weights, frozen BatchNorm)"
+        if args.init_onnx is not None
+        else "the safelicensing 1.0.3 plate checkpoint"
+    )
     if args.registry.is_file():
         upsert_registry_entry(
             args.registry,
             MODEL_NAME,
             {
-                "version": VERSION,
+                "version": args.version,
                 "uri": os.path.relpath(args.out.resolve(), args.registry.resolve().parent),
                 "sha256": digest,
                 "classes": list(CLASS_NAMES),
@@ -237,12 +269,12 @@ def main(argv: list[str] | None = None) -> int:
                 "input_size": 640,
                 "provenance": (
                     "trained by this project (scripts/train_detector.py): ultralytics YOLOv8n "
-                    "fine-tuned from the safelicensing 1.0.3 plate checkpoint on MaskON faces, "
+                    f"fine-tuned from {start} on MaskON faces, "
                     "openalpr us/br plates and Amsterdam panorama composites "
                     "(scripts/build_train_data.py); see the model card"
                 ),
                 "license": "AGPL-3.0 (ultralytics YOLOv8 training code and architecture)",
-                "card": f"cards/{MODEL_NAME}-{VERSION}.md",
+                "card": f"cards/{MODEL_NAME}-{args.version}.md",
                 "shipped": True,
             },
         )

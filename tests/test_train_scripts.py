@@ -226,3 +226,19 @@ def test_train_detector_imports_with_ultralytics() -> None:
     pytest.importorskip("ultralytics")
     td = _load("train_detector")
     assert td.DEFAULT_OUT.name == "redact-faceplate-yolov8n-0.1.0.onnx"
+
+
+def test_onnx_init_reproduces_the_teacher_exactly(tmp_path: Path) -> None:
+    """A faceghost-initialised 2-class checkpoint scores faces exactly as the teacher's ONNX."""
+    pytest.importorskip("ultralytics")
+    teacher = tc.cache_dir() / "teachers" / "faceghost-yolov8n-face.onnx"
+    if not teacher.is_file():
+        pytest.skip(f"{teacher} not fetched (scripts/fetch_teachers.py)")
+    oi = _load("onnx_init")
+    out = oi.build_init_checkpoint(teacher, tmp_path / "init.pt")  # raises if parity fails
+    import torch
+
+    model = torch.load(out, weights_only=False)["model"]
+    assert model.names == {0: "face", 1: "license_plate"}
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(torch.allclose(b.running_mean.float(), torch.zeros(1)) for b in bns)
