@@ -139,12 +139,12 @@ def blur_sweep(labels: dict[str, Path], work: Path) -> None:
     base = load_config(None).blur
     variants = {
         "default": base,
-        "cells2": _with(base, cells=2),
         "dilate0.3": _with(base, dilate=0.3),
-        "noise20": _with(base, noise_sigma=20.0),
-        "dilate0.3_noise20": _with(base, dilate=0.3, noise_sigma=20.0),
-        "dilate0.5_noise20": _with(base, dilate=0.5, noise_sigma=20.0),
-        "dilate0.5_noise30": _with(base, dilate=0.5, noise_sigma=30.0),
+        "dilate0.75": _with(base, dilate=0.75),
+        "noise30": _with(base, noise_sigma=30.0),
+        "cells3": _with(base, cells=3),
+        "cells2": _with(base, cells=2),
+        "cells2_noise30": _with(base, cells=2, noise_sigma=30.0),
     }
     checker = Checker(IrreversibilityConfig())
     results: dict[str, list] = {k: [] for k in variants}
@@ -198,6 +198,9 @@ def main() -> int:
     ap.add_argument("--config", help="config for the run (default: configs/default.yaml)")
     ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
     ap.add_argument("--blur-sweep", action="store_true", help="irreversibility vs blur strength")
+    ap.add_argument(
+        "--blur-sweep-only", action="store_true", help="only the blur-strength sweep (no run/eval)"
+    )
     ap.add_argument("--tuned-out", help="write the all-sets tuned config here")
     args = ap.parse_args()
     if not DATA.is_dir():
@@ -205,6 +208,10 @@ def main() -> int:
         return 2
     work = Path(args.work)
     labels = link_inputs(work)
+    if args.blur_sweep_only:
+        (work / "eval").mkdir(exist_ok=True)
+        blur_sweep(labels, work)
+        return 0
     out = work / "output"
     if not args.skip_run:
         cfg = ["--config", args.config] if args.config else []
