@@ -1,0 +1,110 @@
+"""scripts/quantize_onnx.py: static INT8 QDQ quantization of a tiny real conv net."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime.quantization")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+q = _load("quantize_onnx")
+
+
+def _tiny_convnet(path: Path) -> Path:
+    """images [B,3,32,32] -> Conv(3->8) -> Relu -> Conv(8->6) -> '/model.22/' Sigmoid -> [B,6,1024]."""
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.normal(0, 0.1, 8).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (6, 8, 1, 1)).astype(np.float32), "w2")
+    shape = numpy_helper.from_array(np.array([0, 6, -1], np.int64), "shape")
+    nodes = [
+        helper.make_node(
+            "Conv", ["images", "w1", "b1"], ["c1"], name="/model.0/conv/Conv", pads=[1, 1, 1, 1]
+        ),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/model.0/act/Relu"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="/model.22/cv3/Conv"),
+        helper.make_node("Sigmoid", ["c2"], ["s"], name="/model.22/Sigmoid"),
+        helper.make_node("Reshape", ["s", "shape"], ["output0"], name="/model.22/Reshape"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["B", 3, 32, 32])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["B", 6, 1024])],
+        [w1, b1, w2, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_quantize_convs_only_and_close_to_float(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    src = _tiny_convnet(tmp_path / "f.onnx")
+    rng = np.random.default_rng(1)
+    batches = [rng.random((4, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    out = tmp_path / "q.onnx"
+    q.quantize(src, out, batches[:3])
+    graph = onnx.load(str(out)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    # the head's non-conv nodes stay float: the sigmoid's input is a DequantizeLinear output
+    # only through the head conv, and no QuantizeLinear consumes the sigmoid's output
+    sig = next(n for n in graph.node if n.op_type == "Sigmoid")
+    consumers = [n for n in graph.node if sig.output[0] in n.input]
+    assert all(n.op_type != "QuantizeLinear" for n in consumers)
+    # weights stored as int8
+    int8_inits = [i for i in graph.initializer if i.data_type == TensorProto.INT8]
+    assert len(int8_inits) >= 2
+    x = batches[3]
+    ya = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(
+        None, {"images": x}
+    )[0]
+    yb = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(
+        None, {"images": x}
+    )[0]
+    assert ya.shape == yb.shape == (4, 6, 1024)
+    err = np.abs(ya - yb).max()
+    assert 0 < err < 0.05  # quantized (not identical) yet close on sigmoid scores
+
+
+def test_head_nodes_lists_only_non_conv_head_nodes(tmp_path: Path) -> None:
+    src = _tiny_convnet(tmp_path / "f.onnx")
+    assert q.head_nodes(src) == ["/model.22/Sigmoid", "/model.22/Reshape"]
+
+
+def test_sample_images_is_seeded_and_capped(tmp_path: Path) -> None:
+    src = tmp_path / "imgs"
+    (src / "sub").mkdir(parents=True)
+    for i in range(10):
+        (src / ("sub" if i % 2 else "") / f"{i}.jpg").write_bytes(b"x")
+    (src / "notes.txt").write_text("not an image")
+    a = q.sample_images([src], 4, seed=3, dest=tmp_path / "a")
+    b = q.sample_images([src], 4, seed=3, dest=tmp_path / "b")
+    assert [p.resolve() for p in a] == [p.resolve() for p in b]
+    assert len(a) == 4 and all(p.resolve().suffix == ".jpg" for p in a)
+    assert len(q.sample_images([src], 99, seed=0, dest=tmp_path / "c")) == 10
+    with pytest.raises(ValueError):
+        q.sample_images([tmp_path / "c" / "nothing"], 1, seed=0, dest=tmp_path / "d")
