@@ -12,7 +12,8 @@ false-positive area (blurred pixels outside every label, share of the image).
     nice .venv/bin/python scripts/compare_detectors.py --work /tmp/redact_compare \\
         --markdown docs/bench/detectors.md
 
-Candidates are ``name=model[+model...]`` (``--candidate``, repeatable); without any, the
+Candidates are ``name=model[+model...]`` (``--candidate``, repeatable), a model being a
+registry name or ``PATH.onnx:class[,class]`` (e.g. an INT8 variant); without any, the
 default list below. Panorama protocol: ``preblurred_dont_care`` (the publisher's own blurred
 patches and ``uncertain`` labels count neither way); photos: ``primary``.
 Work files (outputs with real people) stay in WORK, outside the repo.
@@ -59,7 +60,16 @@ def parse_candidate(text: str) -> tuple[str, list[str]]:
 def write_config(path: Path, models: list[str], base: Path, batch: int) -> Path:
     """A config that extends ``base`` and runs only ``models``."""
     lines = [f"extends: {base.resolve()}", "models:"]
-    lines += [f"  - {{name: {m}, batch_size: {batch}}}" for m in models]
+    for m in models:
+        if ".onnx" in m:  # an ONNX file given by path: PATH.onnx:class[,class...]
+            onnx_path, _, classes = m.partition(".onnx:")
+            if not classes:
+                raise ValueError(f"a model path needs its classes, e.g. m.onnx:face: {m!r}")
+            lines.append(
+                f"  - {{path: {onnx_path}.onnx, classes: [{classes}], batch_size: {batch}}}"
+            )
+        else:
+            lines.append(f"  - {{name: {m}, batch_size: {batch}}}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path

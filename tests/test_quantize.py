@@ -70,14 +70,13 @@ def test_quantize_convs_only_and_close_to_float(tmp_path: Path) -> None:
     graph = onnx.load(str(out)).graph
     ops = [n.op_type for n in graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
-    # the head's non-conv nodes stay float: the sigmoid's input is a DequantizeLinear output
-    # only through the head conv, and no QuantizeLinear consumes the sigmoid's output
+    # the head's non-conv nodes stay float: no QuantizeLinear consumes the sigmoid's output
     sig = next(n for n in graph.node if n.op_type == "Sigmoid")
     consumers = [n for n in graph.node if sig.output[0] in n.input]
     assert all(n.op_type != "QuantizeLinear" for n in consumers)
     # weights stored as int8
     int8_inits = [i for i in graph.initializer if i.data_type == TensorProto.INT8]
-    assert len(int8_inits) >= 2
+    assert len(int8_inits) >= 1  # the head conv's weights (the stem conv stays float)
     x = batches[3]
     ya = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(
         None, {"images": x}
@@ -90,9 +89,27 @@ def test_quantize_convs_only_and_close_to_float(tmp_path: Path) -> None:
     assert 0 < err < 0.05  # quantized (not identical) yet close on sigmoid scores
 
 
-def test_head_nodes_lists_only_non_conv_head_nodes(tmp_path: Path) -> None:
+def test_float_nodes_keep_stem_logit_convs_and_head_decoding(tmp_path: Path) -> None:
     src = _tiny_convnet(tmp_path / "f.onnx")
-    assert q.head_nodes(src) == ["/model.22/Sigmoid", "/model.22/Reshape"]
+    # the stem conv (/model.0/) and the head decoding stay float; the mid head conv does not
+    assert q.float_nodes(src) == ["/model.0/conv/Conv", "/model.22/Sigmoid", "/model.22/Reshape"]
+
+
+def test_float_nodes_on_yolov8_names(tmp_path: Path) -> None:
+    names = [
+        ("/model.0/conv/Conv", "Conv", True),
+        ("/model.2/cv1/conv/Conv", "Conv", False),
+        ("/model.22/cv2.0/cv2.0.0/conv/Conv", "Conv", False),
+        ("/model.22/cv2.0/cv2.0.2/Conv", "Conv", True),
+        ("/model.22/cv3.2/cv3.2.2/Conv", "Conv", True),
+        ("/model.22/cv3.2/cv3.2.1/conv/Conv", "Conv", False),
+        ("/model.22/dfl/Softmax", "Softmax", True),
+    ]
+    nodes = [helper.make_node(op, ["x"], [f"y{i}"], name=n) for i, (n, op, _) in enumerate(names)]
+    graph = helper.make_graph(nodes, "names", [], [])
+    path = tmp_path / "names.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    assert q.float_nodes(path) == [n for n, _, keep in names if keep]
 
 
 def test_sample_images_is_seeded_and_capped(tmp_path: Path) -> None:
