@@ -185,7 +185,11 @@ class BlurConfig:
     min_size_px: int = 8  # regions are at least this many pixels wide and tall
     feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
     cells: int = 4  # pixelate the region to about this many cells across its short side
-    noise_sigma: float = 20.0  # std-dev of additive noise, in 8-bit levels
+    noise_sigma: float = 20.0  # std-dev of additive per-pixel noise, in 8-bit levels
+    # std-dev of noise added to each pixelation cell's colour (8-bit levels): per-pixel noise
+    # is largely removed by JPEG re-encoding, cell-scale noise survives it and scrambles the
+    # coarse layout (dark eyes/hair) that face embeddings still match (docs/evaluation.md)
+    cell_noise_sigma: float = 40.0
 
     def _validate(self, where: str) -> None:
         _range(f"{where}.dilate", self.dilate, 0.0, 2.0)
@@ -193,6 +197,7 @@ class BlurConfig:
         _range(f"{where}.feather_px", self.feather_px, 0, 256)
         _range(f"{where}.cells", self.cells, 1, 64)
         _range(f"{where}.noise_sigma", self.noise_sigma, 0.0, 128.0)
+        _range(f"{where}.cell_noise_sigma", self.cell_noise_sigma, 0.0, 128.0)
 
     def shape_for(self, class_id: int) -> BlurShape:
         """The blur shape of one ObjectClass value (BOX for a class not configured)."""

@@ -171,8 +171,31 @@ def test_noise_comes_from_rng_and_default_is_unpredictable() -> None:
     d, _ = blur_regions(img, boxes, CFG, wrap=False)
     np.testing.assert_array_equal(a, b)
     assert (c[INNER] != d[INNER]).mean() > 0.5
-    diff = c[INNER].astype(float) - d[INNER]
+    pixel_only = BlurConfig(cell_noise_sigma=0.0)
+    e, _ = blur_regions(img, boxes, pixel_only, wrap=False)
+    f, _ = blur_regions(img, boxes, pixel_only, wrap=False)
+    diff = e[INNER].astype(float) - f[INNER]
     assert diff.std() == pytest.approx(CFG.noise_sigma * np.sqrt(2), rel=0.2)
+
+
+def test_cell_noise_scrambles_the_coarse_layout_and_survives_smoothing() -> None:
+    """Cell noise moves whole cells' colours: it is still there after a JPEG-like low-pass,
+    where per-pixel noise of the same strength is gone."""
+    img = np.full((80, 80, 3), 128, np.uint8)
+    box = np.array([[10.0, 10.0, 70.0, 70.0]])
+    inner = (slice(25, 55), slice(25, 55))
+
+    def smoothed_std(cfg: BlurConfig) -> float:
+        out, _ = blur_regions(img, box, cfg, wrap=False, rng=np.random.default_rng(3))
+        low = cv2.GaussianBlur(out.astype(np.float32), (0, 0), 3.0)
+        return float(low[inner].std())
+
+    flat = BlurConfig(noise_sigma=0.0, cell_noise_sigma=0.0, dilate=0.0)
+    assert smoothed_std(flat) == 0.0  # a flat input stays flat without noise
+    pixel = smoothed_std(BlurConfig(noise_sigma=40.0, cell_noise_sigma=0.0, dilate=0.0))
+    cell = smoothed_std(BlurConfig(noise_sigma=0.0, cell_noise_sigma=40.0, dilate=0.0))
+    assert pixel < 4.0  # per-pixel noise averages out under the low-pass
+    assert cell > 8.0
 
 
 # --- geometry -----------------------------------------------------------------------------
