@@ -137,10 +137,10 @@ def _destroy(
     if cfg.cell_noise_sigma > 0:
         cells += _noise(rng, (nh, nw, c), cfg.cell_noise_sigma)
         np.clip(cells, 0.0, 255.0, out=cells)
-    mid = np.repeat(np.repeat(cells, _MID_CELL_PX, axis=0), _MID_CELL_PX, axis=1)
+    grid = np.repeat(np.repeat(cells, _MID_CELL_PX, axis=0), _MID_CELL_PX, axis=1)
     mid = cv2.GaussianBlur(
-        mid, (0, 0), sigmaX=_MID_CELL_PX / 2.0, borderType=cv2.BORDER_REPLICATE
-    ).reshape(mid.shape)
+        grid, (0, 0), sigmaX=_MID_CELL_PX / 2.0, borderType=cv2.BORDER_REPLICATE
+    ).reshape(grid.shape)
     up = cv2.resize(mid, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
     new = np.asarray(up, dtype=np.float32)  # already float32: no copy
     if cfg.noise_sigma > 0:
