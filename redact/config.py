@@ -145,21 +145,23 @@ class ClassThresholds:
     """Score thresholds of one class: blur >= ``blur``; ``review`` <= s < ``blur`` is blurred
     and listed for review; ``floor`` <= s < ``review`` is recorded as dropped.
 
-    ``review_max_height``: on equirectangular panoramas, a detection *below* ``blur`` whose box
-    is taller than this share of the panorama height (0.15 x 180 deg = 27 deg) is recorded as
-    dropped (0 disables). Low-confidence giants are nearly always false positives in street
-    imagery, and a real face or plate that close to the camera scores high; detections at or
-    above ``blur`` are blurred whatever their size. Photos have no known field of view, so the
-    rule does not apply to them.
+    ``review_max_height``: on equirectangular panoramas, a detection scoring below
+    ``giant_min_score`` whose box is taller than this share of the panorama height
+    (0.15 x 180 deg = 27 deg) is recorded as dropped (0 disables). Low-confidence giants are
+    nearly always false positives in street imagery, and a real face or plate that close to
+    the camera scores high. The rule is kept apart from ``blur`` so that tuning ``blur`` down
+    to the curve's plateau (``redact tune``) does not let every low-score giant through.
+    Photos have no known field of view, so the rule does not apply to them.
     """
 
     blur: float = 0.25
     review: float = 0.10
     floor: float = 0.03
     review_max_height: float = 0.15
+    giant_min_score: float = 0.25
 
     def _validate(self, where: str) -> None:
-        for k in ("blur", "review", "floor", "review_max_height"):
+        for k in ("blur", "review", "floor", "review_max_height", "giant_min_score"):
             _range(f"{where}.{k}", getattr(self, k), 0.0, 1.0)
         if not self.floor <= self.review <= self.blur:
             raise ConfigError(f"{where}: need floor <= review <= blur")

@@ -22,32 +22,39 @@ def decide(
     Returns the detections at or above their class's ``floor`` and one decision each:
     ``BLUR`` (score >= blur), ``REVIEW`` (review <= score < blur; still blurred) or
     ``DROPPED`` (floor <= score < review; recorded in the manifest only). With
-    ``image_height`` (pixels), a box below ``blur`` taller than ``review_max_height`` x
-    ``image_height`` is ``DROPPED`` too (see :class:`ClassThresholds`).
+    ``image_height`` (pixels), a box scoring below ``giant_min_score`` and taller than
+    ``review_max_height`` x ``image_height`` is ``DROPPED`` too (see :class:`ClassThresholds`).
     """
     n = len(dets)
     blur = np.empty(n, np.float32)
     review = np.empty(n, np.float32)
     floor = np.empty(n, np.float32)
     max_h = np.empty(n, np.float32)
+    giant_min = np.empty(n, np.float32)
     for cls, t in thresholds.items():
         sel = dets.class_id == int(cls)
         blur[sel], review[sel], floor[sel] = t.blur, t.review, t.floor
-        max_h[sel] = t.review_max_height
+        max_h[sel], giant_min[sel] = t.review_max_height, t.giant_min_score
     known = np.isin(dets.class_id, [int(c) for c in thresholds])
     # Unknown classes cannot come from a validated config; keep them blurred rather than lose them.
     blur[~known], review[~known], floor[~known], max_h[~known] = 0.0, 0.0, 0.0, 0.0
     keep = dets.confidence >= floor
     kept = dets[keep]
     s = kept.confidence
-    reviewable = s >= review[keep]
+    giant = np.zeros(len(kept), bool)
     if image_height is not None:
         limit = max_h[keep] * np.float32(image_height)
         height = kept.xyxy[:, 3] - kept.xyxy[:, 1]
-        reviewable &= ~((limit > 0) & (height > limit))
+        giant = (limit > 0) & (height > limit) & (s < giant_min[keep])
     decisions = [
-        Decision.BLUR if sb else Decision.REVIEW if sr else Decision.DROPPED
-        for sb, sr in zip(s >= blur[keep], reviewable, strict=True)
+        Decision.DROPPED
+        if g
+        else Decision.BLUR
+        if sb
+        else Decision.REVIEW
+        if sr
+        else Decision.DROPPED
+        for g, sb, sr in zip(giant, s >= blur[keep], s >= review[keep], strict=True)
     ]
     return kept, decisions
 

@@ -29,9 +29,11 @@ def test_empty():
     assert len(kept) == 0 and decisions == []
 
 
-def test_low_confidence_giants_are_dropped_only_below_blur():
+def test_low_confidence_giants_are_dropped_only_below_giant_min_score():
     th = {
-        ObjectClass.FACE: ClassThresholds(blur=0.5, review=0.2, floor=0.05, review_max_height=0.25),
+        ObjectClass.FACE: ClassThresholds(
+            blur=0.5, review=0.2, floor=0.05, review_max_height=0.25, giant_min_score=0.5
+        ),
         ObjectClass.LICENSE_PLATE: ClassThresholds(
             blur=0.5, review=0.2, floor=0.05, review_max_height=0.0
         ),
@@ -48,6 +50,21 @@ def test_low_confidence_giants_are_dropped_only_below_blur():
     assert decide(dets, th)[1] == [R, R, R, B, R]
 
 
+def test_giant_rule_holds_when_blur_is_tuned_down_to_the_floor():
+    th = {
+        ObjectClass.FACE: ClassThresholds(
+            blur=0.04, review=0.03, floor=0.03, review_max_height=0.25, giant_min_score=0.25
+        ),
+    }
+    boxes = [[0, 0, 10, 300], [0, 0, 10, 300], [0, 0, 10, 300], [0, 0, 10, 50]]
+    dets = Detections(boxes, [0.1, 0.25, 0.035, 0.035], [0, 0, 0, 0])
+    _, decisions = decide(dets, th, image_height=400)
+    B, R, D = Decision.BLUR, Decision.REVIEW, Decision.DROPPED
+    # tall at 0.1 and 0.035: below giant_min_score -> dropped; tall at 0.25: blurred;
+    # a small box at 0.035 is in the review band.
+    assert decisions == [D, B, D, R]
+
+
 def test_select_regions_floor_merge_and_panorama_only_size_rule():
     from redact.config import RedactConfig
     from redact.decision import select_regions
@@ -56,7 +73,13 @@ def test_select_regions_floor_merge_and_panorama_only_size_rule():
         {
             "models": [{"path": "m.onnx", "classes": ["face"]}],
             "thresholds": {
-                "face": {"blur": 0.5, "review": 0.2, "floor": 0.05, "review_max_height": 0.25},
+                "face": {
+                    "blur": 0.5,
+                    "review": 0.2,
+                    "floor": 0.05,
+                    "review_max_height": 0.25,
+                    "giant_min_score": 0.5,
+                },
                 "plate": {"blur": 0.5, "review": 0.2, "floor": 0.05},
             },
         }
