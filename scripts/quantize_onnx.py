@@ -57,7 +57,9 @@ def sample_images(folders: list[Path], n: int, seed: int, dest: Path) -> list[Pa
 
 
 def float_nodes(model_path: Path) -> list[str]:
-    """Nodes left in float: the head's decoding (``/model.22/`` non-convolutions), the two
+    """Nodes left in float: the head's decoding (``/model.22/`` non-convolutions and the DFL
+    convolution; quantizing the head's Concat puts boxes 0..640 and scores 0..1 under one
+    scale and wipes out every score), the two
     stem convolutions (``/model.0/``, ``/model.1/``: raw pixels in) and the final 1x1
     convolutions of the box and class branches (``cv2.i.2``, ``cv3.i.2``: logits out)."""
     import onnx
@@ -65,8 +67,8 @@ def float_nodes(model_path: Path) -> list[str]:
     keep = []
     for n in onnx.load(str(model_path)).graph.node:
         parts = n.name.split("/")
-        if n.name.startswith("/model.22/") and n.op_type != "Conv":
-            keep.append(n.name)
+        if n.name.startswith("/model.22/") and (n.op_type != "Conv" or "/dfl/" in n.name):
+            keep.append(n.name)  # decoding, including the DFL's fixed 0..15 projection conv
         elif n.op_type == "Conv" and n.name.startswith(("/model.0/", "/model.1/")):
             keep.append(n.name)
         elif n.op_type == "Conv" and n.name.startswith("/model.22/cv") and len(parts) > 3:

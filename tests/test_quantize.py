@@ -104,6 +104,7 @@ def test_float_nodes_on_yolov8_names(tmp_path: Path) -> None:
         ("/model.22/cv3.2/cv3.2.2/Conv", "Conv", True),
         ("/model.22/cv3.2/cv3.2.1/conv/Conv", "Conv", False),
         ("/model.22/dfl/Softmax", "Softmax", True),
+        ("/model.22/dfl/conv/Conv", "Conv", True),
     ]
     nodes = [helper.make_node(op, ["x"], [f"y{i}"], name=n) for i, (n, op, _) in enumerate(names)]
     graph = helper.make_graph(nodes, "names", [], [])
