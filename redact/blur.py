@@ -5,8 +5,8 @@ Each box is dilated (``BlurConfig.dilate`` of its size on every side, at least
 ellipse centred on it whose semi-axes are the larger of the dilated half-size and
 ``sqrt(2)`` x the detected half-size, so the ellipse always covers the detected box's corners. Inside
 the shape the content is *destroyed*, not smoothed: it is pixelated to about ``cells`` cells
-across the short side (area average), each cell's colour is shifted by random noise
-(``cell_noise_sigma``: survives JPEG re-encoding), the result strongly blurred, overlaid with
+across the short side (area average), each cell's brightness is shifted by random noise
+(``cell_noise_sigma``, the same shift on every channel: it survives JPEG re-encoding), the result strongly blurred, overlaid with
 additive per-pixel noise, both from an unpredictable RNG, and re-quantised, so no deconvolution can bring detail back. A soft
 edge is added only OUTSIDE the shape over ``feather_px`` pixels; every pixel inside is fully
 replaced and every pixel beyond the feather is bit-identical to the input.
@@ -135,7 +135,8 @@ def _destroy(
     small = cv2.resize(win, (nw, nh), interpolation=cv2.INTER_AREA).reshape(nh, nw, c)
     cells = small.astype(np.float32)
     if cfg.cell_noise_sigma > 0:
-        cells += _noise(rng, (nh, nw, c), cfg.cell_noise_sigma)
+        # one shift per cell for all channels: brightness, not colour (no rainbow patches)
+        cells += _noise(rng, (nh, nw, 1), cfg.cell_noise_sigma)
         np.clip(cells, 0.0, 255.0, out=cells)
     grid = np.repeat(np.repeat(cells, _MID_CELL_PX, axis=0), _MID_CELL_PX, axis=1)
     mid = cv2.GaussianBlur(

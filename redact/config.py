@@ -188,7 +188,7 @@ class BlurConfig:
     feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
     cells: int = 4  # pixelate the region to about this many cells across its short side
     noise_sigma: float = 20.0  # std-dev of additive per-pixel noise, in 8-bit levels
-    # std-dev of noise added to each pixelation cell's colour (8-bit levels): per-pixel noise
+    # std-dev of noise added to each pixelation cell's brightness (8-bit levels): per-pixel noise
     # is largely removed by JPEG re-encoding, cell-scale noise survives it and scrambles the
     # coarse layout (dark eyes/hair) that face embeddings still match (docs/evaluation.md)
     cell_noise_sigma: float = 40.0

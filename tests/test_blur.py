@@ -196,6 +196,12 @@ def test_cell_noise_scrambles_the_coarse_layout_and_survives_smoothing() -> None
     cell = smoothed_std(BlurConfig(noise_sigma=0.0, cell_noise_sigma=40.0, dilate=0.0))
     assert pixel < 4.0  # per-pixel noise averages out under the low-pass
     assert cell > 8.0
+    # brightness, not colour: every channel gets the same shift
+    out, _ = blur_regions(
+        img, box, BlurConfig(noise_sigma=0.0, cell_noise_sigma=40.0, dilate=0.0), wrap=False
+    )
+    assert np.array_equal(out[inner][..., 0], out[inner][..., 1])
+    assert np.array_equal(out[inner][..., 0], out[inner][..., 2])
 
 
 # --- geometry -----------------------------------------------------------------------------
