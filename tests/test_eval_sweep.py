@@ -132,3 +132,16 @@ def test_edit_in_place_keeps_everything_else(setup):
         edit_thresholds_in_place("thresholds:\n  face:\n    blur: 0.2\n", {FACE: ch})
     with pytest.raises(ValueError, match="thresholds"):
         edit_thresholds_in_place("models: []\n", {FACE: ch})
+
+
+def test_edit_in_place_keeps_the_other_keys_of_the_line(setup):
+    c, rows = setup
+    ch = choose_thresholds(c, TuneTarget(0.5, review_recall=0.75), rows)
+    base = (
+        "thresholds:\n"
+        "  face: {blur: 0.25, review: 0.10, floor: 0.03, review_max_height: 0.08}  # note\n"
+    )
+    text = edit_thresholds_in_place(base, {FACE: ch})
+    assert "# note" in text
+    face = yaml.safe_load(text)["thresholds"]["face"]
+    assert face == {"blur": 0.7, "review": 0.35, "floor": 0.03, "review_max_height": 0.08}

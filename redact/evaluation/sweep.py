@@ -318,8 +318,9 @@ _THRESHOLD_BLOCK = re.compile(r"^thresholds:[ \t]*(#.*)?$", re.MULTILINE)
 
 
 def edit_thresholds_in_place(text: str, choices: Mapping[ObjectClass, ClassChoice]) -> str:
-    """Replace the one-line ``<class>: {blur: .., review: .., floor: ..}`` entries of the
-    ``thresholds:`` block of a config's text, keeping everything else (comments included)."""
+    """Replace ``blur``/``review`` in the one-line ``<class>: {blur: .., review: .., floor: ..}``
+    entries of the ``thresholds:`` block of a config's text, keeping everything else (other
+    keys of those lines, comments included)."""
     m = _THRESHOLD_BLOCK.search(text)
     if m is None:
         raise ValueError("no top-level 'thresholds:' block to edit in place; use --out")
@@ -341,5 +342,8 @@ def edit_thresholds_in_place(text: str, choices: Mapping[ObjectClass, ClassChoic
         line = _threshold_line(
             found["indent"], cls, max(ch.blur, floor), max(ch.review, floor), floor
         )
+        kept = [f"{k}: {v}" for k, v in inner.items() if k not in ("blur", "review", "floor")]
+        if kept:  # other keys of the line (e.g. review_max_height) stay as they were
+            line = line[:-1] + ", " + ", ".join(kept) + "}"
         body = body[: found.start()] + line + found["rest"] + body[found.end() :]
     return head + body + tail
