@@ -5,10 +5,12 @@ Needs the ``[train]`` extra (torch, ultralytics); run with the training venv::
     YOLO_OFFLINE=1 nice -n 15 .venv-train/bin/python scripts/train_detector.py \\
         --data .cache/train_data/data.yaml --epochs 30 --time-budget-min 55
 
-Starts from a real pretrained checkpoint available offline: the YOLOv8n licence-plate
-checkpoint ``safelicensing/best.pt`` (1 class) from the ``safelicensing`` wheel. ultralytics
-builds a 2-class model (0 face, 1 license_plate) and transfers every weight whose shape
-matches (backbone, neck, box head); only the class-score convolutions start fresh.
+Starts from a real pretrained detector available offline. The shipped 0.2.x starts from the
+faceghost YOLOv8n face model (``--init-onnx``: its fused ONNX weights rebuilt into a trainable
+2-class model by ``onnx_init.py``, BatchNorm frozen; the model card has the exact commands).
+Without it: the YOLOv8n licence-plate checkpoint ``safelicensing/best.pt`` (1 class, 0.1.x);
+ultralytics builds a 2-class model (0 face, 1 license_plate) and transfers every weight whose
+shape matches (backbone, neck, box head); only the class-score convolutions start fresh.
 
 Recall-oriented choices (missing a face is the costly error here):
 * ``cls=0.75`` (default 0.5): more weight on the class-score loss, so true objects are pushed
@@ -43,8 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _train_common import CLASS_NAMES, REPO, cache_dir, sha256_file, upsert_registry_entry
 
 MODEL_NAME = "redact-faceplate-yolov8n"
-VERSION = "0.1.0"
-DEFAULT_OUT = REPO / "models" / f"{MODEL_NAME}-{VERSION}.onnx"
+VERSION = "0.2.1"  # the shipped version; pass --version for a new one
+
+
+def default_out(version: str) -> Path:
+    """``models/<name>-<version>.onnx``."""
+    return REPO / "models" / f"{MODEL_NAME}-{version}.onnx"
 
 
 def init_checkpoint(wheels: Path) -> Path:
@@ -141,7 +147,7 @@ def export(weights: Path, out: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO / ".cache" / "train_data" / "data.yaml")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--out", type=Path, default=None, help="default models/<name>-<version>.onnx")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--time-budget-min", type=float, default=55.0, help="0 = no time limit")
     ap.add_argument("--batch", type=int, default=16)
@@ -168,13 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default=VERSION, help="model version for the registry entry")
     ap.add_argument("--wheels", type=Path, default=Path("/tmp/wheels"))
     ap.add_argument("--project", type=Path, default=REPO / ".cache" / "train_runs")
-    ap.add_argument("--name", default=f"{MODEL_NAME}-{VERSION}")
+    ap.add_argument("--name", default=None, help="run name (default <model>-<version>)")
     ap.add_argument("--resume", action="store_true", help="resume <project>/<name>/weights/last.pt")
     ap.add_argument(
         "--export-only", type=Path, default=None, help="skip training: validate+export this .pt"
     )
     ap.add_argument("--registry", type=Path, default=REPO / "models" / "registry.yaml")
     args = ap.parse_args(argv)
+    args.out = args.out or default_out(args.version)
+    args.name = args.name or f"{MODEL_NAME}-{args.version}"
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
 

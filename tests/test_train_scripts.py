@@ -225,7 +225,7 @@ def test_build_data_crop_and_composite_labels() -> None:
 def test_train_detector_imports_with_ultralytics() -> None:
     pytest.importorskip("ultralytics")
     td = _load("train_detector")
-    assert td.DEFAULT_OUT.name == "redact-faceplate-yolov8n-0.1.0.onnx"
+    assert td.default_out("0.3.0").name == "redact-faceplate-yolov8n-0.3.0.onnx"
 
 
 def test_onnx_init_reproduces_the_teacher_exactly(tmp_path: Path) -> None:
