@@ -6,8 +6,9 @@ ellipse centred on it whose semi-axes are the larger of the dilated half-size an
 ``sqrt(2)`` x the detected half-size, so the ellipse always covers the detected box's corners. Inside
 the shape the content is *destroyed*, not smoothed: it is pixelated to about ``cells`` cells
 across the short side (area average), each cell's brightness is shifted by random noise
-(``cell_noise_sigma``, the same shift on every channel: it survives JPEG re-encoding), the result strongly blurred, overlaid with
-additive per-pixel noise, both from an unpredictable RNG, and re-quantised, so no deconvolution can bring detail back. A soft
+(``cell_noise_sigma``, the same shift on every channel: it survives JPEG re-encoding), the
+result is strongly blurred, overlaid with additive per-pixel noise (both noises from an
+unpredictable RNG) and re-quantised, so no deconvolution can bring detail back. A soft
 edge is added only OUTSIDE the shape over ``feather_px`` pixels; every pixel inside is fully
 replaced and every pixel beyond the feather is bit-identical to the input.
 

@@ -38,6 +38,7 @@ def decide(
     known = np.isin(dets.class_id, [int(c) for c in thresholds])
     # Unknown classes cannot come from a validated config; keep them blurred rather than lose them.
     blur[~known], review[~known], floor[~known], max_h[~known] = 0.0, 0.0, 0.0, 0.0
+    giant_min[~known] = 0.0
     keep = dets.confidence >= floor
     kept = dets[keep]
     s = kept.confidence

@@ -13,10 +13,11 @@ Faces (labelled, at least ``min_face_height_px`` tall)
     colour): the context window keeps hair, headwear, clothes and the crowd around, which
     the blur must not touch, and they alone can exceed 0.363; a published crop that carries
     no more identity than the erased one has lost everything the face contributed. The
-    labelled box is always erased, so a blur that covers only part of the face still fails. Both counts are reported (``n_below_threshold``). A
-    control embeds the original re-encoded as JPEG quality 40: if even that is not recognised
-    as the same person the face is reported ``unverifiable`` (too small or turned for the
-    embedding to mean anything); its check still counts.
+    labelled box is always erased, so a blur that covers only part of the face still fails.
+    Both counts are reported (``n_below_threshold``). A control embeds the original
+    re-encoded as JPEG quality 40: if even that is not recognised as the same person the face
+    is reported ``unverifiable`` (too small or turned for the embedding to mean anything); its
+    check still counts.
 
 Plates
     PP-OCRv4 (``rapidocr-onnxruntime``: detection + recognition) reads a crop of the plate
