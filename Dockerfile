@@ -36,9 +36,10 @@ COPY scripts ./scripts
 RUN pip install --upgrade pip \
     && pip install "apache-beam[gcp]==${BEAM_VERSION}" ".[gcp,tensorrt]" onnxruntime-gpu
 
-# Detector weights, baked in so workers never download anything at run time. build/teachers/
-# is filled on the build machine (docs/season.md): scripts/fetch_teachers.py and, for the plate
-# teachers, scripts/export_teachers.py. Every model of the default config is sha256-checked.
+# Detector weights, baked in so workers never download anything at run time. The default
+# config's detector is in models/ (copied above); build/teachers/ carries the optional teacher
+# weights for configs that list them (may be empty; filled on the build machine as in
+# docs/season.md). Every model of the default config is sha256-checked.
 COPY build/teachers/ /opt/redact/cache/teachers/
 RUN python -c "from redact.cli import load_config; from redact.detection import ModelRegistry; \
 r = ModelRegistry.load(); [r.verify(r.resolve(m)) for m in load_config(None).models]; print('models ok')"

@@ -92,8 +92,14 @@ def test_calibration_batches_bad_image(tmp_path):
 def test_parse_args_defaults_and_validation(tmp_path):
     a = ee.parse_args(["--calib-dir", str(tmp_path)])
     assert a.precision == "int8" and (a.min_batch, a.opt_batch, a.max_batch) == (1, 8, 32)
-    assert (a.name, a.version) == ("redact-faceplate-yolov8n", "0.1.1")
-    assert a.onnx == ee.DEFAULT_ONNX
+    # the default source is the shipped model of the registry, and it exists
+    import yaml
+
+    registry = yaml.safe_load((ee.REPO / "models" / "registry.yaml").read_text())["models"]
+    shipped = registry["redact-faceplate-yolov8n"]
+    assert (a.name, a.version) == ("redact-faceplate-yolov8n", str(shipped["version"]))
+    assert a.onnx == ee.DEFAULT_ONNX and ee.DEFAULT_ONNX.is_file()
+    assert ee.DEFAULT_ONNX.name == shipped["uri"]
     assert ee.parse_args(["--fp16-only"]).precision == "fp16"
     assert ee.parse_args(["--fp32", "--max-batch", "16"]).precision == "fp32"
     for bad in (
