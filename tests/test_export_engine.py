@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,13 +13,10 @@ import pytest
 from redact.config import PerspectiveTiling, TilingConfig
 from redact.detection.base import preprocess
 from redact.tiling import plan_panorama_tiles, plan_perspective_tiles, render_tile
+from tests.fixtures.scripts import SCRIPTS, load_script
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "export_engine.py"
-_spec = importlib.util.spec_from_file_location("export_engine", SCRIPT)
-assert _spec and _spec.loader
-ee = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("export_engine", ee)
-_spec.loader.exec_module(ee)
+SCRIPT = SCRIPTS / "export_engine.py"
+ee = load_script("export_engine")
 
 S = 64
 TILING = TilingConfig(tile_size=S, perspective=PerspectiveTiling(overlap_px=16))

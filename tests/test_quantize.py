@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +11,9 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from tests.fixtures.scripts import load_script  # noqa: E402
 
-
-def _load(name: str):  # type: ignore[no-untyped-def]
-    if str(SCRIPTS) not in sys.path:
-        sys.path.insert(0, str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-q = _load("quantize_onnx")
+q = load_script("quantize_onnx")
 
 
 def _tiny_convnet(path: Path) -> Path:
