@@ -351,7 +351,6 @@ def check_face(
     ctx_o, b = _context(original, obj.box, 0.6, wrap)
     ctx_p, _ = _context(published, obj.box, 0.6, wrap)
     up_o, s = _upscale(_bgr(ctx_o), obj.height, 112.0)
-    up_p, _ = _upscale(_bgr(ctx_p), obj.height, 112.0)
     sb = tuple(v * s for v in b)
     marks = embedder.landmarks(up_o, sb)
     if marks is not None:
@@ -362,20 +361,20 @@ def check_face(
     if m is None:
         m = _box_alignment(sb)
 
-    def warp(x: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    def embed_upscaled(up: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         w = cv2.warpAffine(
-            x, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            up, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
-        return np.asarray(w, np.uint8)
+        return embedder.embed(np.asarray(w, np.uint8))
 
-    e_o = embedder.embed(warp(up_o))
-    e_p = embedder.embed(warp(up_p))
-    control = _jpeg(_bgr(ctx_o), cfg.control_jpeg_quality)
-    up_c, _ = _upscale(control, obj.height, 112.0)
-    e_c = embedder.embed(warp(up_c))
-    changed = blurred_mask(ctx_o, ctx_p)
-    up_e, _ = _upscale(_bgr(erase_box(ctx_o, b, changed)), obj.height, 112.0)
-    e_e = embedder.embed(warp(up_e))
+    def embed(bgr: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """Upscale a context crop like the original's, warp it onto the template, embed."""
+        return embed_upscaled(_upscale(bgr, obj.height, 112.0)[0])
+
+    e_o = embed_upscaled(up_o)
+    e_p = embed(_bgr(ctx_p))
+    e_c = embed(_jpeg(_bgr(ctx_o), cfg.control_jpeg_quality))
+    e_e = embed(_bgr(erase_box(ctx_o, b, blurred_mask(ctx_o, ctx_p))))
     sim = float(np.dot(e_o, e_p))
     ctl = float(np.dot(e_o, e_c))
     erased = float(np.dot(e_o, e_e))
