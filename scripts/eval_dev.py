@@ -168,11 +168,11 @@ def blur_sweep(labels: dict[str, Path], work: Path) -> None:
                 )
                 results[vname] += checker.check(f"{name}/{key}", orig, pub, objs, wrap)
     print("irreversibility vs blur strength (labelled boxes blurred):")
-    from redact.evaluation.irreversibility import summarize_checks
+    from redact.evaluation.irreversibility import cohort_normalise, summarize_checks
 
     table = {}
     for vname, checks in results.items():
-        s = summarize_checks(checks)
+        s = summarize_checks(*cohort_normalise(checks, checker.cfg))
         table[vname] = s
         g = s["face"]["gallery_reidentification"]
         print(

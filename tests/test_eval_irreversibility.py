@@ -180,3 +180,107 @@ def test_erase_box_also_erases_the_changed_mask():
     assert img[0, 5].tolist() == [90, 90, 90]  # input untouched
     with pytest.raises(ValueError):
         erase_box(img, (0, 0, 1, 1), np.zeros((3, 3), bool))
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _face_checks(originals: np.ndarray, probes: np.ndarray, per_image: int = 1) -> list:
+    """FaceChecks judged at the documented threshold (no erased control), as check_face does."""
+    from redact.evaluation.irreversibility import FaceCheck, IrreversibilityConfig, face_passes
+
+    cfg = IrreversibilityConfig()
+    out = []
+    for i, (o, p) in enumerate(zip(originals, probes, strict=True)):
+        sim = float(np.dot(o, p))
+        out.append(
+            FaceCheck(
+                f"img{i // per_image}.jpg",
+                (0, 0, 40, 40),
+                similarity=sim,
+                control_similarity=0.95,
+                aligned_by="landmarks",
+                passed=face_passes(sim, float("nan"), cfg),
+                verifiable=True,
+                coverage=1.0,
+                emb_original=o,
+                emb_published=p,
+                below_threshold=sim < cfg.same_person_threshold,
+            )
+        )
+    return out
+
+
+def test_cohort_passes_content_free_probes_and_fails_identity():
+    """A 128-d embedding where low-quality faces sit near a shared "blob" direction g (as SFace
+    embeds small, masked faces and noise alike): probes drawn independently of their face (a
+    perfect anonymiser) fail the documented 0.363 whenever the original is of low quality,
+    not the cohort test. Probes that keep the identity fail both."""
+    from redact.evaluation.irreversibility import (
+        IrreversibilityConfig,
+        cohort_normalise,
+        summarize_checks,
+    )
+
+    rng = np.random.default_rng(7)
+    n, dim = 160, 128
+    g = _unit_rows(rng.normal(size=(1, dim)))[0]
+    quality = rng.uniform(0.0, 1.2, size=(n, 1))  # weight of the blob direction
+    originals = _unit_rows(quality * g + _unit_rows(rng.normal(size=(n, dim))))
+    content_free = _unit_rows(g + _unit_rows(rng.normal(size=(n, dim))))
+    checks = _face_checks(originals, content_free)
+    documented_fails = sum(not c.passed for c in checks)
+    assert documented_fails > 0.1 * n  # the documented threshold "recognises" the blobs
+
+    cfg = IrreversibilityConfig()
+    normed, cal = cohort_normalise(checks, cfg)
+    assert cal.used and (cal.n_faces, cal.n_normalised) == (n, n)
+    assert cal.z_limit == pytest.approx(3.0902, abs=1e-3)
+    assert cal.fmr_at_documented_probe is not None and cal.fmr_at_documented_probe > 0.1
+    assert sum(not c.passed for c in normed) <= 2  # ~ n x fmr false alarms
+    assert all(c.cohort_n == n - 1 for c in normed)
+    assert np.isnan(checks[0].cohort_z)  # inputs untouched
+    face = summarize_checks(normed, cal)["face"]
+    assert face["cohort"]["n_normalised"] == n
+    assert face["n_below_threshold"] == n - documented_fails
+
+    keeps_identity = _unit_rows(originals + 0.5 * _unit_rows(rng.normal(size=(n, dim))))
+    normed2, _ = cohort_normalise(_face_checks(originals, keeps_identity), cfg)
+    assert all(not c.passed for c in normed2)
+
+
+def test_cohort_z_is_against_other_images_published_faces():
+    from redact.evaluation.irreversibility import IrreversibilityConfig, cohort_normalise
+
+    rng = np.random.default_rng(3)
+    n, dim = 60, 10
+    o = _unit_rows(rng.normal(size=(n, dim)))
+    p = _unit_rows(rng.normal(size=(n, dim)))
+    normed, _ = cohort_normalise(_face_checks(o, p, per_image=2), IrreversibilityConfig())
+    # Slow reference for face 5 (image 2 holds faces 4 and 5): cohort = probes of images != 2.
+    cohort = np.array([float(np.dot(p[j], o[5])) for j in range(n) if j // 2 != 2])
+    z = (float(np.dot(p[5], o[5])) - cohort.mean()) / cohort.std(ddof=1)
+    assert normed[5].cohort_n == n - 2
+    assert normed[5].cohort_z == pytest.approx(z, rel=1e-5)
+
+
+def test_cohort_needs_enough_faces():
+    from redact.evaluation.irreversibility import IrreversibilityConfig, cohort_normalise
+
+    rng = np.random.default_rng(5)
+    o = _unit_rows(rng.normal(size=(20, 8)))
+    p = _unit_rows(rng.normal(size=(20, 8)))
+    checks = _face_checks(o, p)
+    normed, cal = cohort_normalise(checks, IrreversibilityConfig())  # min_cohort 50
+    assert not cal.used and cal.n_normalised == 0
+    assert [c.passed for c in normed] == [c.passed for c in checks]
+    assert all(np.isnan(c.cohort_z) for c in normed)
+    off, cal_off = cohort_normalise(checks, IrreversibilityConfig(cohort_fmr=0, min_cohort=2))
+    assert not cal_off.used and [c.passed for c in off] == [c.passed for c in checks]
+    _, cal_small = cohort_normalise(checks, IrreversibilityConfig(min_cohort=19))
+    assert cal_small.n_normalised == 20
+    with pytest.raises(ValueError):
+        IrreversibilityConfig(cohort_fmr=0.5)
+    with pytest.raises(ValueError):
+        IrreversibilityConfig(min_cohort=1)

@@ -8,9 +8,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redact.cli import UsageError
+
+if TYPE_CHECKING:
+    from redact.evaluation.irreversibility import CohortCalibration
 
 _LOG = logging.getLogger(__name__)
 
@@ -94,6 +97,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def _cohort_line(cal: CohortCalibration) -> str:
+    """One line on how the faces were judged beyond the documented SFace threshold."""
+    if not cal.used:
+        return (
+            f"irreversibility: {cal.n_faces} face(s): too few for cohort normalisation; judged "
+            "at the documented SFace threshold 0.363 and the face-erased control"
+        )
+    doc = ""
+    if cal.fmr_at_documented_original is not None and cal.fmr_at_documented_probe is not None:
+        doc = (
+            f"; the documented 0.363 false-matches {100 * cal.fmr_at_documented_original:.1f}% "
+            f"of pairs of different people's originals here, "
+            f"{100 * cal.fmr_at_documented_probe:.1f}% of published-vs-other originals"
+        )
+    return (
+        f"irreversibility: {cal.n_normalised}/{cal.n_faces} faces cohort-normalised (pass "
+        f"below z {cal.z_limit:.2f} = false-match rate {100 * cal.fmr:g}%{doc})"
+    )
+
+
 def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from redact.evaluation import metrics, report, sweep, tables
     from redact.evaluation.dataset import (
@@ -107,6 +130,7 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         IrreversibilityConfig,
         MissingDependency,
         any_failed,
+        cohort_normalise,
         summarize_checks,
     )
     from redact.evaluation.labels import GtFlag, LabelFormat, parse_class_map
@@ -193,7 +217,11 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     marks = {c: [t.review, t.blur] for c, t in pairing.pairs[0][1].thresholds.items()}
     if args.sweep:
         print(tables.curve_table(curves, marks))
-    irr_summary = summarize_checks(checks) if args.irreversibility else None
+    irr_summary = None
+    if args.irreversibility:
+        checks, cohort = cohort_normalise(checks, checker.cfg)
+        irr_summary = summarize_checks(checks, cohort)
+        print(_cohort_line(cohort))
     if irr_summary is not None:
         for label, s in irr_summary.items():
             print(

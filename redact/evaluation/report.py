@@ -279,6 +279,14 @@ def render_html(
                 f"<td>{s['n_failed_blurred']}</td><td>{s['n_unverifiable']}</td></tr>"
             )
         parts.append("</table>")
+        cohort = (irreversibility.get("face") or {}).get("cohort")
+        if cohort and cohort.get("used"):
+            parts.append(
+                f"<p>{cohort['n_normalised']} of {cohort['n_faces']} faces cohort-normalised: "
+                "a face also passes when its original is no more similar to its published copy "
+                f"than z {_fmt(cohort['z_limit'])} standard deviations above the other images' "
+                f"published faces (false-match rate {_fmt(cohort['fmr'])}).</p>"
+            )
     parts.append(
         f"<h2>Worst misses ({len(gallery)})</h2><p>Crops from the ORIGINALS, labelled box in "
         "red: not matched at IoU 0.3, under 95 % blurred, or detail left.</p><div>"
