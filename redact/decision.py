@@ -5,11 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from redact.classes import Decision, ObjectClass
 from redact.config import ClassThresholds, RedactConfig
 from redact.detections import Detections
 from redact.merge import merge_detections
+
+
+def giant_mask(
+    dets: Detections,
+    thresholds: Mapping[ObjectClass, ClassThresholds],
+    image_height: float,
+) -> npt.NDArray[np.bool_]:
+    """(N,) True for boxes taller than their class's ``review_max_height`` x ``image_height``
+    (pixels) that score below its ``giant_min_score``: the size prior (see
+    :class:`ClassThresholds`). Classes missing from ``thresholds`` never match."""
+    n = len(dets)
+    max_h = np.zeros(n, np.float32)
+    giant_min = np.zeros(n, np.float32)
+    for cls, t in thresholds.items():
+        sel = dets.class_id == int(cls)
+        max_h[sel], giant_min[sel] = t.review_max_height, t.giant_min_score
+    limit = max_h * np.float32(image_height)
+    height = dets.xyxy[:, 3] - dets.xyxy[:, 1]
+    return np.asarray((limit > 0) & (height > limit) & (dets.confidence < giant_min), bool)
 
 
 def decide(
@@ -23,30 +43,23 @@ def decide(
     ``BLUR`` (score >= blur), ``REVIEW`` (review <= score < blur; still blurred) or
     ``DROPPED`` (floor <= score < review; recorded in the manifest only). With
     ``image_height`` (pixels), a box scoring below ``giant_min_score`` and taller than
-    ``review_max_height`` x ``image_height`` is ``DROPPED`` too (see :class:`ClassThresholds`).
+    ``review_max_height`` x ``image_height`` is ``DROPPED`` too (:func:`giant_mask`).
     """
     n = len(dets)
-    blur = np.empty(n, np.float32)
-    review = np.empty(n, np.float32)
-    floor = np.empty(n, np.float32)
-    max_h = np.empty(n, np.float32)
-    giant_min = np.empty(n, np.float32)
+    blur = np.zeros(n, np.float32)  # unknown classes cannot come from a validated config:
+    review = np.zeros(n, np.float32)  # keep them blurred rather than lose them
+    floor = np.zeros(n, np.float32)
     for cls, t in thresholds.items():
         sel = dets.class_id == int(cls)
         blur[sel], review[sel], floor[sel] = t.blur, t.review, t.floor
-        max_h[sel], giant_min[sel] = t.review_max_height, t.giant_min_score
-    known = np.isin(dets.class_id, [int(c) for c in thresholds])
-    # Unknown classes cannot come from a validated config; keep them blurred rather than lose them.
-    blur[~known], review[~known], floor[~known], max_h[~known] = 0.0, 0.0, 0.0, 0.0
-    giant_min[~known] = 0.0
     keep = dets.confidence >= floor
     kept = dets[keep]
     s = kept.confidence
-    giant = np.zeros(len(kept), bool)
-    if image_height is not None:
-        limit = max_h[keep] * np.float32(image_height)
-        height = kept.xyxy[:, 3] - kept.xyxy[:, 1]
-        giant = (limit > 0) & (height > limit) & (s < giant_min[keep])
+    giant = (
+        giant_mask(kept, thresholds, image_height)
+        if image_height is not None
+        else np.zeros(len(kept), bool)
+    )
     decisions = [
         Decision.DROPPED
         if g
@@ -76,5 +89,15 @@ def select_regions(
     """
     raw = Detections.merge(list(tile_detections))
     raw = raw[raw.confidence >= config.score_floor]
-    merged = merge_detections(raw, config.merge, float(width) if wrap else None)
-    return decide(merged, config.thresholds, float(height) if wrap else None)
+    period = float(width) if wrap else None
+    if not wrap:
+        return decide(merge_detections(raw, config.merge, period), config.thresholds)
+    # The size prior runs on the RAW boxes: merged first, a low-scoring giant would absorb a
+    # smaller confident box (union merge) and take it down with it. Giants are merged among
+    # themselves and recorded as dropped candidates.
+    giant = giant_mask(raw, config.thresholds, float(height))
+    kept, decisions = decide(merge_detections(raw[~giant], config.merge, period), config.thresholds)
+    giants, giant_decisions = decide(
+        merge_detections(raw[giant], config.merge, period), config.thresholds, float(height)
+    )
+    return Detections.merge([kept, giants]), decisions + giant_decisions

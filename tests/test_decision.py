@@ -97,3 +97,37 @@ def test_select_regions_floor_merge_and_panorama_only_size_rule():
         Decision.BLUR,
         Decision.REVIEW,
     ]
+
+
+def test_low_score_giant_does_not_absorb_a_confident_face():
+    """Union merge would enclose the face in the giant (score 0.34 < giant_min 0.5) and drop
+    both; the size rule runs on raw boxes, so the face stays blurred on its own."""
+    from redact.config import RedactConfig
+    from redact.decision import select_regions
+
+    cfg = RedactConfig.from_dict(
+        {
+            "models": [{"path": "m.onnx", "classes": ["face"]}],
+            "thresholds": {
+                "face": {
+                    "blur": 0.3,
+                    "review": 0.2,
+                    "floor": 0.05,
+                    "review_max_height": 0.25,
+                    "giant_min_score": 0.5,
+                },
+                "plate": {"blur": 0.5, "review": 0.2, "floor": 0.05},
+            },
+        }
+    )
+    tile = Detections(
+        [[10, 40, 20, 60], [0, 0, 30, 300], [2, 0, 31, 280]], [0.34, 0.3, 0.2], [0, 0, 0]
+    )
+    kept, decisions = select_regions([tile], cfg, 800, 400, wrap=True)
+    assert decisions == [Decision.BLUR, Decision.DROPPED]
+    assert kept.xyxy[0].tolist() == [10, 40, 20, 60]
+    assert kept.xyxy[1].tolist() == [0, 0, 31, 300]  # the two giants, merged and recorded
+    # A giant that scores at least giant_min_score is an ordinary box (merged with the face).
+    strong = Detections([[10, 40, 20, 60], [0, 0, 30, 300]], [0.34, 0.6], [0, 0])
+    kept, decisions = select_regions([strong], cfg, 800, 400, wrap=True)
+    assert decisions == [Decision.BLUR] and kept.xyxy[0].tolist() == [0, 0, 30, 300]
