@@ -1,9 +1,10 @@
 """Irreversible anonymisation of image regions.
 
-Each box is dilated (``BlurConfig.dilate`` of its size on every side, at least
-``min_size_px``) and shaped per class (``BlurConfig.shapes``): the dilated box itself, or an
-ellipse centred on it whose semi-axes are the larger of the dilated half-size and
-``sqrt(2)`` x the detected half-size, so the ellipse always covers the detected box's corners. Inside
+Each box is dilated (``BlurConfig.dilate`` of its size on every side, or its class's
+``class_dilate``; at least ``min_size_px``) and shaped per class (``BlurConfig.shapes``): the
+dilated box itself, or an ellipse centred on it whose semi-axes are the larger of the
+dilated half-size and ``sqrt(2)`` x the detected half-size, so the ellipse always covers the
+detected box's corners. Inside
 the shape the content is *destroyed*, not smoothed: it is pixelated to about ``cells`` cells
 across the short side (area average), each cell's brightness is shifted by random noise
 (``cell_noise_sigma``, the same shift on every channel: it survives JPEG re-encoding), the
@@ -57,11 +58,15 @@ def _validate_boxes(boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
     )
 
 
-def region_size(box: npt.ArrayLike, cfg: BlurConfig, shape: BlurShape) -> tuple[float, float]:
-    """(w, h) in pixels of the shape blurred for one xyxy ``box`` (before feathering)."""
+def region_size(
+    box: npt.ArrayLike, cfg: BlurConfig, shape: BlurShape, dilate: float | None = None
+) -> tuple[float, float]:
+    """(w, h) in pixels of the shape blurred for one xyxy ``box`` (before feathering);
+    ``dilate`` defaults to ``cfg.dilate``."""
+    d = cfg.dilate if dilate is None else dilate
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64))
-    w = max((x2 - x1) * (1.0 + 2.0 * cfg.dilate), float(cfg.min_size_px))
-    h = max((y2 - y1) * (1.0 + 2.0 * cfg.dilate), float(cfg.min_size_px))
+    w = max((x2 - x1) * (1.0 + 2.0 * d), float(cfg.min_size_px))
+    h = max((y2 - y1) * (1.0 + 2.0 * d), float(cfg.min_size_px))
     if shape is BlurShape.ELLIPSE:  # through the detected box's corners: never leave them
         w, h = max(w, (x2 - x1) * math.sqrt(2.0)), max(h, (y2 - y1) * math.sqrt(2.0))
     return w, h
@@ -70,14 +75,16 @@ def region_size(box: npt.ArrayLike, cfg: BlurConfig, shape: BlurShape) -> tuple[
 def _region(
     box: npt.NDArray[np.float64],
     cfg: BlurConfig,
-    shape: BlurShape,
+    style: tuple[BlurShape, float],
     height: int,
     width: int,
     wrap: bool,
 ) -> _Region | None:
-    """Geometry of one region; ``None`` if it lies entirely outside the image."""
+    """Geometry of one region (``style``: shape and dilation); ``None`` if it lies entirely
+    outside the image."""
+    shape, dilate = style
     x1, y1, x2, y2 = (float(v) for v in box)
-    w, h = region_size(box, cfg, shape)
+    w, h = region_size(box, cfg, shape, dilate)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
     a, b = w / 2.0, h / 2.0
     margin = cfg.feather_px + 2
@@ -174,13 +181,17 @@ def _as_image(pixels: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     return img
 
 
-def _shapes(n: int, classes: npt.ArrayLike | None, cfg: BlurConfig) -> list[BlurShape]:
+def _styles(
+    n: int, classes: npt.ArrayLike | None, cfg: BlurConfig
+) -> list[tuple[BlurShape, float]]:
+    """(shape, dilation) of each of ``n`` boxes, from their classes (faces when ``None``)."""
     if classes is None:
-        return [cfg.shape_for(ObjectClass.FACE)] * n
+        face = int(ObjectClass.FACE)
+        return [(cfg.shape_for(face), cfg.dilate_for(face))] * n
     cls = np.asarray(classes).reshape(-1)
     if cls.shape[0] != n:
         raise ValueError(f"classes has {cls.shape[0]} entries but boxes has {n}")
-    return [cfg.shape_for(int(c)) for c in cls]
+    return [(cfg.shape_for(int(c)), cfg.dilate_for(int(c))) for c in cls]
 
 
 def blur_mask(
@@ -195,8 +206,8 @@ def blur_mask(
     height, width = int(shape[0]), int(shape[1])
     mask = np.zeros((height, width), dtype=bool)
     arr = _validate_boxes(boxes)
-    for box, shp in zip(arr, _shapes(len(arr), classes, cfg), strict=True):
-        reg = _region(box, cfg, shp, height, width, wrap)
+    for box, style in zip(arr, _styles(len(arr), classes, cfg), strict=True):
+        reg = _region(box, cfg, style, height, width, wrap)
         if reg is not None:
             mask[reg.y0 : reg.y1, reg.cols] |= reg.alpha > 0
     return mask
@@ -218,7 +229,8 @@ def blur_regions(
         boxes: (N, 4) xyxy in pixels. With ``wrap`` boxes may be unwrapped (``x2 > W``).
         cfg: blur settings.
         wrap: the image is an equirectangular panorama: regions wrap around in x.
-        classes: (N,) ObjectClass values choosing each box's shape (``cfg.shapes``);
+        classes: (N,) ObjectClass values choosing each box's shape and dilation
+            (``cfg.shapes``, ``cfg.class_dilate``);
             ``None`` treats every box as a face.
         rng: noise source; default ``np.random.default_rng()`` seeded from OS entropy.
 
@@ -234,8 +246,8 @@ def blur_regions(
     if rng is None:
         rng = np.random.default_rng()
     arr = _validate_boxes(boxes)
-    for box, shp in zip(arr, _shapes(len(arr), classes, cfg), strict=True):
-        reg = _region(box, cfg, shp, height, width, wrap)
+    for box, style in zip(arr, _styles(len(arr), classes, cfg), strict=True):
+        reg = _region(box, cfg, style, height, width, wrap)
         if reg is None:
             continue
         win = out[reg.y0 : reg.y1, reg.cols]

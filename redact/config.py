@@ -151,7 +151,8 @@ class ClassThresholds:
     nearly always false positives in street imagery, and a real face or plate that close to
     the camera scores high. The rule is kept apart from ``blur`` so that tuning ``blur`` down
     to the curve's plateau (``redact tune``) does not let every low-score giant through.
-    Photos have no known field of view, so the rule does not apply to them.
+    Photos have no known field of view, so the rule does not apply to them. It runs on the
+    raw tile boxes, before merging (:func:`redact.decision.select_regions`).
     """
 
     blur: float = 0.25
@@ -184,6 +185,8 @@ class BlurConfig:
     shapes: Mapping[ObjectClass, BlurShape] = field(default_factory=_default_shapes)
     # Grow each box by this share of its size on every side (measured: docs/evaluation.md).
     dilate: float = 0.5
+    # Per-class override of ``dilate`` (a class not listed gets ``dilate``).
+    class_dilate: Mapping[ObjectClass, float] = field(default_factory=dict)
     min_size_px: int = 8  # regions are at least this many pixels wide and tall
     feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
     cells: int = 4  # pixelate the region to about this many cells across its short side
@@ -195,11 +198,20 @@ class BlurConfig:
 
     def _validate(self, where: str) -> None:
         _range(f"{where}.dilate", self.dilate, 0.0, 2.0)
+        for c, d in self.class_dilate.items():
+            _range(f"{where}.class_dilate.{c.label}", d, 0.0, 2.0)
         _range(f"{where}.min_size_px", self.min_size_px, 1, 4096)
         _range(f"{where}.feather_px", self.feather_px, 0, 256)
         _range(f"{where}.cells", self.cells, 1, 64)
         _range(f"{where}.noise_sigma", self.noise_sigma, 0.0, 128.0)
         _range(f"{where}.cell_noise_sigma", self.cell_noise_sigma, 0.0, 128.0)
+
+    def dilate_for(self, class_id: int) -> float:
+        """The dilation of one ObjectClass value (``dilate`` for a class not listed)."""
+        try:
+            return self.class_dilate.get(ObjectClass(int(class_id)), self.dilate)
+        except ValueError:
+            return self.dilate
 
     def shape_for(self, class_id: int) -> BlurShape:
         """The blur shape of one ObjectClass value (BOX for a class not configured)."""

@@ -371,3 +371,29 @@ def test_default_shapes_plates_are_boxes() -> None:
     cfg = BlurConfig()
     assert cfg.shape_for(ObjectClass.LICENSE_PLATE) is BlurShape.BOX
     assert cfg.shape_for(ObjectClass.FACE) is BlurShape.ELLIPSE
+
+
+def test_class_dilate_overrides_dilate_per_class() -> None:
+    cfg = BlurConfig(
+        shapes={ObjectClass.FACE: BlurShape.BOX, ObjectClass.LICENSE_PLATE: BlurShape.BOX},
+        dilate=0.5,
+        class_dilate={ObjectClass.LICENSE_PLATE: 0.0},
+        feather_px=0,
+        min_size_px=1,
+    )
+    assert cfg.dilate_for(ObjectClass.FACE) == 0.5
+    assert cfg.dilate_for(ObjectClass.LICENSE_PLATE) == 0.0
+    box = [[10, 20, 30, 25]]
+    plate = blur_mask((50, 60), box, cfg, wrap=False, classes=[ObjectClass.LICENSE_PLATE])
+    expected = np.zeros((50, 60), bool)
+    expected[20:25, 10:30] = True  # not dilated
+    np.testing.assert_array_equal(plate, expected)
+    face = blur_mask((50, 60), box, cfg, wrap=False, classes=[ObjectClass.FACE])
+    expected[17:28, 0:40] = True  # dilated by 0.5 (see test_hand_computed_box_mask)
+    np.testing.assert_array_equal(face, expected)
+    # blur_regions changes exactly the pixels of blur_mask, class by class
+    img = textured_image(50, 60)
+    both = np.array(box * 2, float)
+    cls = [ObjectClass.LICENSE_PLATE, ObjectClass.FACE]
+    _, mask = blur_regions(img, both, cfg, wrap=False, classes=cls)
+    np.testing.assert_array_equal(mask, blur_mask((50, 60), both, cfg, wrap=False, classes=cls))

@@ -80,3 +80,14 @@ def test_shipped_configs_load():
     for path in sorted(Path(__file__).parents[1].glob("configs/**/*.yaml")):
         cfg = RedactConfig.load(path)
         assert cfg.models, path
+
+
+def test_class_dilate_parsed_and_validated() -> None:
+    base = {"models": [{"path": "m.onnx", "classes": ["face"]}]}
+    cfg = RedactConfig.from_dict({**base, "blur": {"class_dilate": {"plate": 0.25}}})
+    assert cfg.blur.dilate_for(ObjectClass.LICENSE_PLATE) == 0.25
+    assert cfg.blur.dilate_for(ObjectClass.FACE) == cfg.blur.dilate
+    with pytest.raises(ConfigError, match=r"class_dilate\.license_plate"):
+        RedactConfig.from_dict({**base, "blur": {"class_dilate": {"license_plate": 3.0}}})
+    with pytest.raises(ConfigError):
+        RedactConfig.from_dict({**base, "blur": {"class_dilate": {"person": 0.2}}})
