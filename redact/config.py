@@ -236,11 +236,14 @@ class IOConfig:
     retry_backoff_s: float = 0.5
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png")
     max_pixels: int = 400_000_000  # refuse (quarantine) larger images: decompression bombs
+    # projection auto: an untagged (no GPano XMP) 2:1 image narrower than this is a photo
+    equirect_min_width: int = 2000
 
     def _validate(self, where: str) -> None:
         _range(f"{where}.read_retries", self.read_retries, 1, 100)
         _range(f"{where}.retry_backoff_s", self.retry_backoff_s, 0.0, 60.0)
         _range(f"{where}.max_pixels", self.max_pixels, 1, 10**10)
+        _range(f"{where}.equirect_min_width", self.equirect_min_width, 2, 10**6)
         if not self.extensions:
             raise ConfigError(f"{where}.extensions: at least one is needed")
 

@@ -50,6 +50,7 @@ from redact.detections import Detections
 from redact.errors import ImageError, Stage
 from redact.io.codec import decode_image, encode_image
 from redact.io.storage import InputSpec, is_under, output_uri, read_bytes, write_atomic
+from redact.io.xmp import gpano_projection
 from redact.location import (
     CatalogEntry,
     Location,
@@ -92,6 +93,9 @@ from redact.tiling import (
 _LOG = logging.getLogger(__name__)
 NAMESPACE = "redact"
 EQUIRECT_ASPECT_TOLERANCE = 0.01  # |W/H - 2| / 2
+# Default io.equirect_min_width: untagged 2:1 images narrower than this are photos (the
+# smallest common 360 deg exports are 2000-2048 px wide).
+MIN_EQUIRECT_WIDTH = 2000
 
 
 @dataclass(frozen=True)
@@ -190,16 +194,26 @@ def _progress(job: JobSpec) -> _Progress:
         return _PROGRESS[job.run_id]
 
 
-def resolve_projection(requested: Projection, width: int, height: int) -> Projection:
-    """``auto``: a 2:1 image is an equirectangular panorama, anything else a perspective photo."""
+def resolve_projection(
+    requested: Projection,
+    width: int,
+    height: int,
+    xmp: bytes | None = None,
+    min_width: int = MIN_EQUIRECT_WIDTH,
+) -> Projection:
+    """``auto``: an image whose XMP says ``GPano:ProjectionType`` equirectangular is a
+    panorama; without that tag, a 2:1 image at least ``min_width`` px wide is one (config
+    ``io.equirect_min_width``); anything else is a perspective photo. Small 2:1 photos (e.g. a 400x200 crowd shot)
+    are not 360 deg panoramas: tiling them on the sphere and applying the panorama size prior
+    would lose faces."""
     if requested is not Projection.AUTO:
         return requested
+    tagged = gpano_projection(xmp)
+    if tagged is not None:
+        return Projection.EQUIRECTANGULAR if tagged == "equirectangular" else Projection.PERSPECTIVE
     ratio = width / max(height, 1)
-    return (
-        Projection.EQUIRECTANGULAR
-        if abs(ratio - 2.0) / 2.0 <= EQUIRECT_ASPECT_TOLERANCE
-        else Projection.PERSPECTIVE
-    )
+    is_pano = abs(ratio - 2.0) / 2.0 <= EQUIRECT_ASPECT_TOLERANCE and width >= min_width
+    return Projection.EQUIRECTANGULAR if is_pano else Projection.PERSPECTIVE
 
 
 def _failed_row(
@@ -336,7 +350,9 @@ class PrepareImage(beam.DoFn):
             t2 = time.perf_counter()
             timings["read"], timings["decode"] = t1 - t0, t2 - t1
             w, h = decoded.width, decoded.height
-            projection = resolve_projection(self._job.projection, w, h)
+            projection = resolve_projection(
+                self._job.projection, w, h, decoded.xmp, cfg.io.equirect_min_width
+            )
             wrap = projection is Projection.EQUIRECTANGULAR
             tiles: tuple[Tile, ...] = (
                 plan_panorama_tiles(w, h, cfg.tiling)

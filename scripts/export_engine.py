@@ -53,10 +53,13 @@ def calibration_batches(
     max_tiles: int,
     stats: CalibrationStats | None = None,
     tiling: TilingConfig | None = None,
+    equirect_min_width: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Preprocessed calibration batches from the images in ``calib_dir`` (sorted, recursive).
 
-    2:1 images (the pipeline's ``auto`` rule) are cut with ``plan_panorama_tiles``, others
+    Panoramas (the pipeline's ``auto`` rule: GPano XMP not read here, so 2:1 images at least
+    ``equirect_min_width`` px wide, default the pipeline's) are cut with
+    ``plan_panorama_tiles``, others
     with ``plan_perspective_tiles`` (``tiling``: default ``TilingConfig(tile_size=tile_size)``,
     the pipeline default); tiles are rendered with ``render_tile`` and preprocessed
     with ``redact.detection.base.preprocess``.
@@ -72,8 +75,10 @@ def calibration_batches(
 
     from redact.classes import Projection
     from redact.detection.base import preprocess
-    from redact.pipeline import resolve_projection
+    from redact.pipeline import MIN_EQUIRECT_WIDTH, resolve_projection
     from redact.tiling import RemapCache, plan_panorama_tiles, plan_perspective_tiles, render_tile
+
+    min_w = MIN_EQUIRECT_WIDTH if equirect_min_width is None else equirect_min_width
 
     if batch_size < 1 or max_tiles < 1 or tile_size < 32:
         raise ValueError(f"bad sizes: batch {batch_size}, max_tiles {max_tiles}, tile {tile_size}")
@@ -91,7 +96,7 @@ def calibration_batches(
             raise ValueError(f"cannot decode calibration image {path}")
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
-        pano = resolve_projection(Projection.AUTO, w, h) is Projection.EQUIRECTANGULAR
+        pano = resolve_projection(Projection.AUTO, w, h, None, min_w) is Projection.EQUIRECTANGULAR
         tiles = plan_panorama_tiles(w, h, tiling) if pano else plan_perspective_tiles(w, h, tiling)
         stats.images += 1
         for tile in tiles:

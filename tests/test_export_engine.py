@@ -55,7 +55,13 @@ def test_calibration_batches_match_pipeline_preprocessing(calib_dir):
     stats = ee.CalibrationStats()
     batches = list(
         ee.calibration_batches(
-            calib_dir, tile_size=S, batch_size=4, max_tiles=10_000, stats=stats, tiling=TILING
+            calib_dir,
+            tile_size=S,
+            batch_size=4,
+            max_tiles=10_000,
+            stats=stats,
+            tiling=TILING,
+            equirect_min_width=S,
         )
     )
     full = len(expected) // 4

@@ -217,7 +217,8 @@ def draw_square(image: np.ndarray, x0: int, y0: int, side: int, color: str = "re
 def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> Path:
     """Write ``root/cfg.yaml``: the colour detector (built into ``root``) on ``tile`` px tiles,
     one native ring over -60..60 deg, photo windows with 24 px overlap and no global view,
-    blur >= 0.5 and review >= 0.3 for both classes. ``sections`` replace top-level sections
+    blur >= 0.5 and review >= 0.3 for both classes, 2:1 images from 64 px wide treated as
+    panoramas (the test images are small). ``sections`` replace top-level sections
     (e.g. ``blur={...}``, ``season={...}``). Returns the config path."""
     root = Path(root)
     model = build_color_detector(root / "tiny.onnx", size=tile)
@@ -240,6 +241,7 @@ def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> P
             "face": {"blur": 0.5, "review": 0.3, "floor": 0.1},
             "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1},
         },
+        "io": {"equirect_min_width": 64},
         **sections,
     }
     path = root / "cfg.yaml"

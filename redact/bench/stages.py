@@ -106,7 +106,8 @@ def plan_tiles(
 ) -> tuple[Tile, ...]:
     """The tiles the pipeline would render for this image."""
     w, h = decoded.width, decoded.height
-    if resolve_projection(projection, w, h) is Projection.EQUIRECTANGULAR:
+    mw = cfg.io.equirect_min_width
+    if resolve_projection(projection, w, h, decoded.xmp, mw) is Projection.EQUIRECTANGULAR:
         return plan_panorama_tiles(w, h, cfg.tiling)
     return plan_perspective_tiles(w, h, cfg.tiling)
 
@@ -195,7 +196,9 @@ class StageBench:
         decoded = decode_image(data, max_pixels=cfg.io.max_pixels)
         lap()
         w, h = decoded.width, decoded.height
-        projection = resolve_projection(self.projection, w, h)
+        projection = resolve_projection(
+            self.projection, w, h, decoded.xmp, cfg.io.equirect_min_width
+        )
         wrap = projection is Projection.EQUIRECTANGULAR
         tiles = plan_tiles(cfg, decoded, projection)
         rendered = self._render(decoded, tiles)

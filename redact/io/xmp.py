@@ -43,3 +43,17 @@ def scrub_xmp(xmp: bytes) -> bytes:
     out = _ELEMENT.sub(b"", xmp)
     out = _ATTRIBUTE.sub(b"", out)
     return out
+
+
+_GPANO_PROJECTION = re.compile(
+    rb"GPano:ProjectionType\s*(?:=\s*[\"']\s*|>\s*)([A-Za-z_-]+)", re.IGNORECASE
+)
+
+
+def gpano_projection(xmp: bytes | None) -> str | None:
+    """The lower-cased ``GPano:ProjectionType`` of an XMP packet (attribute or element form),
+    or ``None`` when the packet has none."""
+    if not xmp:
+        return None
+    m = _GPANO_PROJECTION.search(xmp)
+    return m.group(1).decode("ascii").lower() if m else None

@@ -1,0 +1,52 @@
+"""Which images are equirectangular panoramas (projection ``auto``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from redact.classes import Projection
+from redact.io.xmp import gpano_projection
+from redact.pipeline import MIN_EQUIRECT_WIDTH, resolve_projection
+
+EQ, PERSP, AUTO = Projection.EQUIRECTANGULAR, Projection.PERSPECTIVE, Projection.AUTO
+ATTR = b'<rdf:Description GPano:ProjectionType="equirectangular" GPano:UsePanoramaViewer="True"/>'
+ELEM = b"<GPano:ProjectionType> Equirectangular </GPano:ProjectionType>"
+CYL = b"<rdf:Description GPano:ProjectionType='cylindrical'/>"
+
+
+@pytest.mark.parametrize(
+    ("xmp", "expected"),
+    [
+        (ATTR, "equirectangular"),
+        (ELEM, "equirectangular"),
+        (CYL, "cylindrical"),
+        (b"<x/>", None),
+        (None, None),
+    ],
+)
+def test_gpano_projection(xmp, expected):
+    assert gpano_projection(xmp) == expected
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "xmp", "expected"),
+    [
+        (8000, 4000, None, EQ),
+        (MIN_EQUIRECT_WIDTH, MIN_EQUIRECT_WIDTH // 2, None, EQ),
+        (400, 200, None, PERSP),  # a small 2:1 photo (MaskON has such crowd shots)
+        (1998, 999, None, PERSP),
+        (400, 200, ATTR, EQ),  # tagged: trusted whatever the size
+        (8000, 4000, CYL, PERSP),  # tagged as another projection
+        (6000, 4000, None, PERSP),
+        (8000, 4000 + 41, None, PERSP),  # outside the 1 % aspect tolerance
+    ],
+)
+def test_auto_projection(w, h, xmp, expected):
+    assert resolve_projection(AUTO, w, h, xmp) is expected
+
+
+def test_explicit_projection_wins_and_min_width_is_configurable():
+    assert resolve_projection(PERSP, 8000, 4000, ATTR) is PERSP
+    assert resolve_projection(EQ, 300, 100) is EQ
+    assert resolve_projection(AUTO, 512, 256, None, 64) is EQ
+    assert resolve_projection(AUTO, 512, 256) is PERSP
