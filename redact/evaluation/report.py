@@ -283,9 +283,10 @@ def render_html(
         if cohort and cohort.get("used"):
             parts.append(
                 f"<p>{cohort['n_normalised']} of {cohort['n_faces']} faces cohort-normalised: "
-                "a face also passes when its original is no more similar to its published copy "
-                f"than z {_fmt(cohort['z_limit'])} standard deviations above the other images' "
-                f"published faces (false-match rate {_fmt(cohort['fmr'])}).</p>"
+                "a face also passes when its own score is less than z "
+                f"{_fmt(cohort['z_limit'])} standard deviations above the mean score of other "
+                "images' published faces against its original (false-match rate "
+                f"{_fmt(cohort['fmr'])}).</p>"
             )
     parts.append(
         f"<h2>Worst misses ({len(gallery)})</h2><p>Crops from the ORIGINALS, labelled box in "
