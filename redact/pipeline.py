@@ -201,18 +201,19 @@ def resolve_projection(
     xmp: bytes | None = None,
     min_width: int = MIN_EQUIRECT_WIDTH,
 ) -> Projection:
-    """``auto``: an image whose XMP says ``GPano:ProjectionType`` equirectangular is a
+    """``auto``: a 2:1 image whose XMP says ``GPano:ProjectionType`` equirectangular is a
     panorama; without that tag, a 2:1 image at least ``min_width`` px wide is one (config
-    ``io.equirect_min_width``); anything else is a perspective photo. Small 2:1 photos (e.g. a 400x200 crowd shot)
-    are not 360 deg panoramas: tiling them on the sphere and applying the panorama size prior
-    would lose faces."""
+    ``io.equirect_min_width``); anything else is a perspective photo. Small 2:1 photos (e.g.
+    a 400x200 crowd shot) are not 360 deg panoramas: tiling them on the sphere and applying
+    the panorama size prior would lose faces."""
     if requested is not Projection.AUTO:
         return requested
+    two_to_one = abs(width / max(height, 1) - 2.0) / 2.0 <= EQUIRECT_ASPECT_TOLERANCE
     tagged = gpano_projection(xmp)
-    if tagged is not None:
-        return Projection.EQUIRECTANGULAR if tagged == "equirectangular" else Projection.PERSPECTIVE
-    ratio = width / max(height, 1)
-    is_pano = abs(ratio - 2.0) / 2.0 <= EQUIRECT_ASPECT_TOLERANCE and width >= min_width
+    if tagged is not None:  # a cropped (not 2:1) panorama is not a full sphere: a photo
+        is_pano = tagged == "equirectangular" and two_to_one
+    else:
+        is_pano = two_to_one and width >= min_width
     return Projection.EQUIRECTANGULAR if is_pano else Projection.PERSPECTIVE
 
 

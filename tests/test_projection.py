@@ -37,6 +37,7 @@ def test_gpano_projection(xmp, expected):
         (1998, 999, None, PERSP),
         (400, 200, ATTR, EQ),  # tagged: trusted whatever the size
         (8000, 4000, CYL, PERSP),  # tagged as another projection
+        (8000, 3000, ATTR, PERSP),  # a cropped panorama is not a full sphere
         (6000, 4000, None, PERSP),
         (8000, 4000 + 41, None, PERSP),  # outside the 1 % aspect tolerance
     ],
