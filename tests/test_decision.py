@@ -65,16 +65,16 @@ def test_giant_rule_holds_when_blur_is_tuned_down_to_the_floor():
     assert decisions == [D, B, D, R]
 
 
-def test_select_regions_floor_merge_and_panorama_only_size_rule():
+def _panorama_config(face_blur: float):
+    """A config with the size prior (faces: 0.25 x H, below 0.5) and the given face blur."""
     from redact.config import RedactConfig
-    from redact.decision import select_regions
 
-    cfg = RedactConfig.from_dict(
+    return RedactConfig.from_dict(
         {
             "models": [{"path": "m.onnx", "classes": ["face"]}],
             "thresholds": {
                 "face": {
-                    "blur": 0.5,
+                    "blur": face_blur,
                     "review": 0.2,
                     "floor": 0.05,
                     "review_max_height": 0.25,
@@ -84,6 +84,12 @@ def test_select_regions_floor_merge_and_panorama_only_size_rule():
             },
         }
     )
+
+
+def test_select_regions_floor_merge_and_panorama_only_size_rule():
+    from redact.decision import select_regions
+
+    cfg = _panorama_config(face_blur=0.5)
     tile_a = Detections([[10, 10, 20, 20], [0, 0, 10, 300]], [0.9, 0.3], [0, 0])
     tile_b = Detections([[11, 10, 21, 20], [50, 50, 60, 60]], [0.4, 0.01], [0, 0])  # 0.01 < floor
     kept, decisions = select_regions([tile_a, tile_b], cfg, 800, 400, wrap=True)
@@ -102,24 +108,9 @@ def test_select_regions_floor_merge_and_panorama_only_size_rule():
 def test_low_score_giant_does_not_absorb_a_confident_face():
     """Union merge would enclose the face in the giant (score 0.34 < giant_min 0.5) and drop
     both; the size rule runs on raw boxes, so the face stays blurred on its own."""
-    from redact.config import RedactConfig
     from redact.decision import select_regions
 
-    cfg = RedactConfig.from_dict(
-        {
-            "models": [{"path": "m.onnx", "classes": ["face"]}],
-            "thresholds": {
-                "face": {
-                    "blur": 0.3,
-                    "review": 0.2,
-                    "floor": 0.05,
-                    "review_max_height": 0.25,
-                    "giant_min_score": 0.5,
-                },
-                "plate": {"blur": 0.5, "review": 0.2, "floor": 0.05},
-            },
-        }
-    )
+    cfg = _panorama_config(face_blur=0.3)
     tile = Detections(
         [[10, 40, 20, 60], [0, 0, 30, 300], [2, 0, 31, 280]], [0.34, 0.3, 0.2], [0, 0, 0]
     )

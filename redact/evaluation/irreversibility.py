@@ -544,6 +544,27 @@ def _other_image_pairs(images: Sequence[str]) -> npt.NDArray[np.bool_]:
     return np.asarray(ids[:, None] != ids[None, :], bool)
 
 
+def _embedded_faces(
+    checks: Sequence[FaceCheck | PlateCheck],
+) -> tuple[list[int], list[FaceCheck], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The face checks that carry both embeddings: their indices in ``checks``, the checks,
+    and their (N, 128) original (gallery) and published (probe) embeddings (N may be 0)."""
+    idx: list[int] = []
+    faces: list[FaceCheck] = []
+    gallery: list[npt.NDArray[np.float32]] = []
+    probes: list[npt.NDArray[np.float32]] = []
+    for k, c in enumerate(checks):
+        if isinstance(c, FaceCheck) and c.emb_original is not None and c.emb_published is not None:
+            idx.append(k)
+            faces.append(c)
+            gallery.append(c.emb_original)
+            probes.append(c.emb_published)
+    if not faces:
+        empty = np.zeros((0, 0), np.float32)
+        return idx, faces, empty, empty
+    return idx, faces, np.stack(gallery), np.stack(probes)
+
+
 def cohort_normalise(
     checks: Sequence[FaceCheck | PlateCheck], cfg: IrreversibilityConfig
 ) -> tuple[list[FaceCheck | PlateCheck], CohortCalibration]:
@@ -554,18 +575,11 @@ def cohort_normalise(
     ``s_ji = cos(published_j, original_i)``. ``cohort_z = (s_ii - mean) / std`` (ddof 1),
     set when the cohort has at least ``cfg.min_cohort`` faces.
     """
-    faces = [
-        k
-        for k, c in enumerate(checks)
-        if isinstance(c, FaceCheck) and c.emb_original is not None and c.emb_published is not None
-    ]
+    faces, fc, gallery, probes = _embedded_faces(checks)
     z_limit = cohort_z_limit(cfg) if cfg.cohort_fmr > 0 else math.inf
     out = list(checks)
     if not faces:
         return out, CohortCalibration(False, cfg.cohort_fmr, z_limit, 0, 0)
-    fc = [c for c in (checks[k] for k in faces) if isinstance(c, FaceCheck)]
-    gallery = np.stack([c.emb_original for c in fc if c.emb_original is not None])
-    probes = np.stack([c.emb_published for c in fc if c.emb_published is not None])
     other = _other_image_pairs([c.image for c in fc])
     scores = probes @ gallery.T  # [j, i] = cos(published_j, original_i)
     n_norm = 0
@@ -644,15 +658,9 @@ def gallery_reidentification(
     """A gallery attack: each published face is compared with EVERY checked original face;
     it is re-identified when its own original is the most similar one and above
     ``threshold``. ``chance`` is the rate a random guess would reach (1 / gallery size)."""
-    faces = [
-        c
-        for c in checks
-        if isinstance(c, FaceCheck) and c.emb_original is not None and c.emb_published is not None
-    ]
+    _, faces, gallery, probes = _embedded_faces(checks)
     if not faces:
         return {"n": 0, "n_reidentified": 0, "rate": None, "chance": None}
-    gallery = np.stack([c.emb_original for c in faces if c.emb_original is not None])
-    probes = np.stack([c.emb_published for c in faces if c.emb_published is not None])
     sims = probes @ gallery.T  # (N, N) cosine: unit vectors
     best = np.argmax(sims, axis=1)
     own = np.arange(len(faces))
