@@ -19,14 +19,11 @@ from typing import Any
 import yaml
 
 from redact import __version__
-from redact.config import ConfigError, RedactConfig
+from redact.config import RedactConfig
+from redact.errors import ConfigError, UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
-
-
-class UsageError(Exception):
-    """A bad argument: reported in one line, exit status 2."""
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:

@@ -21,10 +21,7 @@ from typing import Any
 import yaml
 
 from redact.classes import ObjectClass
-
-
-class ConfigError(ValueError):
-    """A configuration file or value is invalid."""
+from redact.errors import ConfigError
 
 
 class Backend(enum.Enum):

@@ -1,4 +1,4 @@
-"""Errors that send an image to quarantine instead of crashing the job."""
+"""The project's error types: what quarantines an image, what the user must fix."""
 
 from __future__ import annotations
 
@@ -27,3 +27,11 @@ class ImageError(Exception):
         super().__init__(message)
         self.reason = reason
         self.stage = stage
+
+
+class UsageError(Exception):
+    """A bad argument or set-up the user can fix: reported in one line, exit status 2."""
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid (reported in one line, exit status 2)."""

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from redact.classes import Decision, ObjectClass
 from redact.detections import Detections
-from redact.manual import MANIFEST_REGION_TYPE
+from redact.season.manual import MANIFEST_REGION_TYPE
 
 
 class Status(enum.Enum):
@@ -92,7 +92,7 @@ SCHEMA = pa.schema(
         ("location_source", pa.string()),  # catalog | exif | none
         ("s2_cell", pa.string()),  # S2 cell token at s2_level ("" without location)
         ("s2_level", pa.int32()),
-        ("models_hash", pa.string()),  # redact.markers.models_hash of the model set
+        ("models_hash", pa.string()),  # redact.season.markers.models_hash of the model set
         ("manual_regions", pa.list_(MANIFEST_REGION_TYPE)),  # reported regions blurred
         ("n_manual", pa.int32()),
     ]

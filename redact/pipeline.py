@@ -15,8 +15,8 @@ An image is published only if every one of its tiles was detected successfully; 
 sends it to quarantine (never an unblurred copy) and the job goes on. The CoGroupByKey also
 joins the sidecar catalog's locations and the manual regions table (keyed by image uri);
 FinalizeImage blurs manual regions whatever the detector says and writes a marker per
-published image (:mod:`redact.markers`). The manifest rows feed the review table
-(:mod:`redact.review`) and the per-shard alerts (:mod:`redact.alerts`).
+published image (:mod:`redact.season.markers`). The manifest rows feed the review table
+(:mod:`redact.season.review`) and the per-shard alerts (:mod:`redact.season.alerts`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
 
 from redact import __version__
-from redact.alerts import Alert, image_alerts, shard_alerts, shard_of, shard_stats
 from redact.blur import blur_regions
 from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
@@ -51,7 +50,10 @@ from redact.errors import ImageError, Stage
 from redact.io.codec import decode_image, encode_image
 from redact.io.storage import InputSpec, is_under, output_uri, read_bytes, write_atomic
 from redact.io.xmp import gpano_projection
-from redact.location import (
+from redact.manifest import SCHEMA, ImageOutcome, RunInfo, Status, make_row
+from redact.records import ImageRecord, TileFailure, TileKey, TileResult
+from redact.season.alerts import Alert, image_alerts, shard_alerts, shard_of, shard_stats
+from redact.season.location import (
     CatalogEntry,
     Location,
     LocationSource,
@@ -59,15 +61,14 @@ from redact.location import (
     location_from_exif,
     parse_catalog,
 )
-from redact.manifest import SCHEMA, ImageOutcome, RunInfo, Status, make_row
-from redact.manual import (
+from redact.season.manual import (
     ManualRegion,
     regions_from_parquet,
     regions_hash,
     table_pattern,
     to_detections,
 )
-from redact.markers import (
+from redact.season.markers import (
     Marker,
     fingerprint,
     marker_uri,
@@ -79,8 +80,7 @@ from redact.markers import (
     verdict,
     write_marker,
 )
-from redact.records import ImageRecord, TileFailure, TileKey, TileResult
-from redact.review import REVIEW_SCHEMA, review_items
+from redact.season.review import REVIEW_SCHEMA, review_items
 from redact.tiling import (
     RemapCache,
     Tile,
@@ -731,7 +731,7 @@ def _list_inputs(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
 
 
 def _alerts(rows: Iterable[dict], job: JobSpec) -> list[Alert]:
-    """Alerts of the run's rows grouped by shard (see :mod:`redact.alerts`)."""
+    """Alerts of the run's rows grouped by shard (see :mod:`redact.season.alerts`)."""
     by_shard: dict[str, list[dict]] = {}
     for r in rows:
         by_shard.setdefault(shard_of(r["relative_path"]), []).append(r)

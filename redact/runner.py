@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
 from redact.detection import ModelRegistry, describe_models, make_detector_handler
+from redact.errors import UsageError
 from redact.io.storage import InputSpec, is_under, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
@@ -42,8 +43,6 @@ class Layout:
         cls, output: str | None, manifest: str | None = None, quarantine: str | None = None
     ) -> Layout:
         """From ``--output`` (or, without it, a ``--manifest`` folder named ``_manifest``)."""
-        from redact.cli import UsageError
-
         if not output:
             if manifest and FileSystems.split(normalize_dir(manifest))[1] == "_manifest":
                 output = FileSystems.split(normalize_dir(manifest))[0]
@@ -75,7 +74,7 @@ def make_job(
 ) -> JobSpec:
     """The JobSpec of ``redact run`` (and of the reprocess/apply jobs: ``files`` lists the
     images to process, ``force`` re-does them even if their markers are current)."""
-    from redact.cli import UsageError, new_run_id
+    from redact.cli import new_run_id
 
     src = InputSpec.parse(args.input)
     layout = Layout.resolve(args.output, args.manifest, getattr(args, "quarantine", None))

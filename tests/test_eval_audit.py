@@ -18,8 +18,8 @@ from redact.evaluation.audit import (
     stratum_of,
     write_review_sheet,
 )
-from redact.location import cell_token
 from redact.manifest import Status
+from redact.season.location import cell_token
 from tests.fixtures.eval_data import manifest_image
 
 FACE = ObjectClass.FACE

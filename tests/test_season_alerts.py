@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from redact.alerts import (
+from redact.config import SeasonConfig
+from redact.season.alerts import (
     AlertKind,
     detections_of,
     image_alerts,
@@ -10,7 +11,6 @@ from redact.alerts import (
     shard_of,
     shard_stats,
 )
-from redact.config import SeasonConfig
 
 CFG = SeasonConfig(alert_min_images=3, alert_zero_median=2.0, alert_rate_drop=0.3)
 

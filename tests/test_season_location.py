@@ -14,7 +14,7 @@ s2sphere = pytest.importorskip("s2sphere")
 from redact.commands.reprocess import CellPriority, read_cells, select  # noqa: E402
 from redact.io.codec import decode_image  # noqa: E402
 from redact.io.exif import CaptureInfo, exif_capture_info  # noqa: E402
-from redact.location import (  # noqa: E402
+from redact.season.location import (  # noqa: E402
     CellRange,
     Location,
     LocationSource,
@@ -23,7 +23,7 @@ from redact.location import (  # noqa: E402
     location_from_exif,
     parse_catalog,
 )
-from redact.markers import models_hash  # noqa: E402
+from redact.season.markers import models_hash  # noqa: E402
 from tests.test_season_support import exif_with_gps, jpeg_with_exif, textured  # noqa: E402
 
 

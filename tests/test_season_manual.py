@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from redact.classes import ObjectClass
-from redact.manual import (
+from redact.season.manual import (
     ManualRegion,
     RegionSource,
     check_box_in_image,
@@ -16,7 +16,7 @@ from redact.manual import (
     to_detections,
     write_regions,
 )
-from redact.review import (
+from redact.season.review import (
     ReviewDecision,
     apply_decisions,
     read_decisions,

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from redact.markers import (
+from redact.season.markers import (
     Marker,
     SourceFingerprint,
     Verdict,

@@ -21,10 +21,10 @@ import pytest
 pytest.importorskip("s2sphere")
 
 from redact.cli import main
-from redact.location import cell_token
-from redact.manual import read_regions
-from redact.markers import marker_uri, read_marker
-from redact.review import read_hard_negatives, read_review_items
+from redact.season.location import cell_token
+from redact.season.manual import read_regions
+from redact.season.markers import marker_uri, read_marker
+from redact.season.review import read_hard_negatives, read_review_items
 from tests.test_season_support import (
     PALE_RED,
     RED,

@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from collections.abc import Sequence
 
-from redact.cli import UsageError
+from redact.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

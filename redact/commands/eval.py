@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redact.cli import UsageError
+from redact.errors import UsageError
 
 if TYPE_CHECKING:
     from redact.evaluation.irreversibility import CohortCalibration

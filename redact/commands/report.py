@@ -72,7 +72,7 @@ def _norm(uri: str) -> str:
 
 def resolve_image(rows: dict[str, dict[str, Any]], image: str) -> dict[str, Any]:
     """The manifest row of an image named by original uri, published uri or relative path."""
-    from redact.cli import UsageError
+    from redact.errors import UsageError
 
     if image in rows:
         return rows[image]
@@ -85,7 +85,7 @@ def resolve_image(rows: dict[str, dict[str, Any]], image: str) -> dict[str, Any]
 
 def invalidate(markers_dir: str, relative_paths: Sequence[str]) -> int:
     """Delete the markers of these images; returns how many existed."""
-    from redact.markers import delete_marker, marker_uri
+    from redact.season.markers import delete_marker, marker_uri
 
     return sum(delete_marker(marker_uri(markers_dir, rel)) for rel in sorted(set(relative_paths)))
 
@@ -141,9 +141,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _add(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from redact.cli import UsageError
-    from redact.manual import ManualRegion, check_box_in_image, parse_box, write_regions
+    from redact.errors import UsageError
     from redact.runner import Layout
+    from redact.season.manual import ManualRegion, check_box_in_image, parse_box, write_regions
 
     layout = Layout.resolve(args.output, args.manifest)
     rows = latest_rows(layout.manifest)
@@ -199,8 +199,8 @@ def _add(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _list(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from redact.manual import read_regions
     from redact.runner import Layout
+    from redact.season.manual import read_regions
 
     layout = Layout.resolve(args.output, args.manifest)
     w = csv.writer(sys.stdout)
@@ -238,8 +238,8 @@ def _list(args: argparse.Namespace, extra: Sequence[str]) -> int:
 def pending_images(layout: Any, *, everything: bool = False) -> dict[str, str]:
     """Reported images whose published copy does not include their current regions:
     relative path -> image uri (from the table)."""
-    from redact.manual import read_regions, regions_hash
-    from redact.markers import marker_uri, read_marker
+    from redact.season.manual import read_regions, regions_hash
+    from redact.season.markers import marker_uri, read_marker
 
     by_image: dict[str, list[Any]] = {}
     for r in read_regions(layout.manual):
@@ -254,7 +254,7 @@ def pending_images(layout: Any, *, everything: bool = False) -> dict[str, str]:
 
 def originals_base(images: dict[str, str], originals: str | None) -> str:
     """The input base of these images: ``--originals``, or derived from the table's uris."""
-    from redact.cli import UsageError
+    from redact.errors import UsageError
 
     if originals:
         return originals
@@ -336,7 +336,7 @@ def _apply(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         return 0
     base = originals_base(images, args.originals)
     rows = latest_rows(layout.manifest)
-    from redact.location import catalog_from_manifest
+    from redact.season.location import catalog_from_manifest
 
     located = catalog_from_manifest(rows, images)
     run_id = args.run_id or new_run_id() + "-report"

@@ -28,7 +28,7 @@ class CellPriority:
 
 def read_cells(path: str) -> list[CellPriority]:
     """Parse a ``token,priority`` CSV (validating every token); raises ValueError."""
-    from redact.location import CellRange
+    from redact.season.location import CellRange
 
     out = []
     with open(path, newline="") as f:
@@ -52,7 +52,7 @@ def read_cells(path: str) -> list[CellPriority]:
 def _leaf_ids(rows: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: (lo, hi) leaf-id range of its location (a point: lo == hi; only a stored cell:
     that cell's range), and whether it has any location. uint64 arrays."""
-    from redact.location import CellRange, leaf_cell_id
+    from redact.season.location import CellRange, leaf_cell_id
 
     n = len(rows)
     lo = np.zeros(n, np.uint64)
@@ -86,8 +86,8 @@ def select(
             model set or config.
         config_hashes: keep only rows produced with one of these config hashes.
     """
-    from redact.location import CellRange
-    from redact.markers import models_hash as hash_models
+    from redact.season.location import CellRange
+    from redact.season.markers import models_hash as hash_models
 
     lo, hi, has = _leaf_ids(rows)
     best = np.full(len(rows), np.iinfo(np.int64).min, np.int64)
@@ -149,11 +149,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _reprocess(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    from redact.cli import UsageError, load_config, new_run_id
+    from redact.cli import load_config, new_run_id
     from redact.commands.report import latest_rows, run_selection
     from redact.detection import ModelRegistry, describe_models
-    from redact.markers import models_hash
+    from redact.errors import UsageError
     from redact.runner import Layout
+    from redact.season.markers import models_hash
 
     layout = Layout.resolve(args.output, args.manifest)
     cells = read_cells(args.cells)
@@ -185,7 +186,7 @@ def _reprocess(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             for rel in sorted(batches[prio]):
                 print(f"  p{prio}\t{rel}")
         return 0
-    from redact.location import catalog_from_manifest
+    from redact.season.location import catalog_from_manifest
 
     base_id = args.run_id or new_run_id()
     for prio in sorted(batches, reverse=True):

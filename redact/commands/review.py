@@ -65,14 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _items(layout: Any, run: str = "") -> dict[str, dict[str, Any]]:
-    from redact.review import read_review_items
+    from redact.season.review import read_review_items
 
     return {r["review_id"]: r for r in read_review_items(layout.review, run).to_pylist()}
 
 
 def _list(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from redact.review import read_decisions
     from redact.runner import Layout
+    from redact.season.review import read_decisions
 
     layout = Layout.resolve(args.output, args.manifest)
     items = _items(layout, args.run)
@@ -95,16 +95,16 @@ def _list(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _decide(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from redact.classes import ObjectClass
-    from redact.cli import UsageError
     from redact.commands.report import invalidate
-    from redact.manual import parse_box, write_regions
-    from redact.review import (
+    from redact.errors import UsageError
+    from redact.runner import Layout
+    from redact.season.manual import parse_box, write_regions
+    from redact.season.review import (
         ReviewDecision,
         apply_decisions,
         write_decisions,
         write_hard_negatives,
     )
-    from redact.runner import Layout
 
     layout = Layout.resolve(args.output, args.manifest)
     if args.csv:

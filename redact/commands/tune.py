@@ -10,7 +10,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from redact.cli import DEFAULT_CONFIG, UsageError
+from redact.cli import DEFAULT_CONFIG
+from redact.errors import UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from redact.classes import Decision, ObjectClass
 from redact.io.storage import write_atomic
-from redact.manual import ManualRegion, RegionSource
+from redact.season.manual import ManualRegion, RegionSource
 
 _BOX = [("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()), ("y2", pa.float32())]
 
