@@ -231,7 +231,6 @@ class OutputConfig:
 class IOConfig:
     read_retries: int = 3
     retry_backoff_s: float = 0.5
-    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png")
     max_pixels: int = 400_000_000  # refuse (quarantine) larger images: decompression bombs
     # projection auto: an untagged (no GPano XMP) 2:1 image narrower than this is a photo
     equirect_min_width: int = 2000
@@ -241,8 +240,6 @@ class IOConfig:
         _range(f"{where}.retry_backoff_s", self.retry_backoff_s, 0.0, 60.0)
         _range(f"{where}.max_pixels", self.max_pixels, 1, 10**10)
         _range(f"{where}.equirect_min_width", self.equirect_min_width, 2, 10**6)
-        if not self.extensions:
-            raise ConfigError(f"{where}.extensions: at least one is needed")
 
 
 @dataclass(frozen=True)
@@ -271,8 +268,28 @@ class SeasonConfig:
         _range(f"{where}.alert_rate_drop", self.alert_rate_drop, 0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class BreakerConfig:
+    """The run-level circuit breaker (:mod:`redact.pipeline.breaker`): publication of the whole
+    run stops when, among at least ``min_images`` images processed (skipped ones not counted),
+    the share quarantined exceeds ``max_quarantined_share`` or the share on which the detectors
+    scored no candidate at all (down to the models' score floors) exceeds
+    ``max_no_candidate_share``. Absolute bounds: a run cannot judge itself by its own median.
+    Street imagery nearly always yields low-score candidates; a run where most images yield
+    none has a broken detector, whatever the canary said."""
+
+    min_images: int = 20
+    max_quarantined_share: float = 0.5
+    max_no_candidate_share: float = 0.8
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.min_images", self.min_images, 1, 10**9)
+        _range(f"{where}.max_quarantined_share", self.max_quarantined_share, 0.0, 1.0)
+        _range(f"{where}.max_no_candidate_share", self.max_no_candidate_share, 0.0, 1.0)
+
+
 # Sections that do not affect the published output: excluded from the config hash.
-UNHASHED_SECTIONS = ("season",)
+UNHASHED_SECTIONS = ("season", "breaker")
 
 
 @dataclass(frozen=True)
@@ -287,6 +304,7 @@ class RedactConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     io: IOConfig = field(default_factory=IOConfig)
     season: SeasonConfig = field(default_factory=SeasonConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -298,7 +316,7 @@ class RedactConfig:
             raise ConfigError(f"thresholds: missing classes {missing}")
         for c, t in self.thresholds.items():
             t._validate(f"thresholds.{c.label}")
-        for name in ("tiling", "merge", "blur", "output", "io", "season"):
+        for name in ("tiling", "merge", "blur", "output", "io", "season", "breaker"):
             getattr(self, name)._validate(name)
 
     @property

@@ -21,6 +21,7 @@ from redact.season.manual import MANIFEST_REGION_TYPE
 class Status(enum.Enum):
     PUBLISHED = "published"
     FAILED = "failed"  # quarantined: nothing was published
+    SKIPPED = "skipped"  # already published by an earlier run (error_reason says why)
 
 
 STAGES = ("read", "decode", "tile", "infer", "merge", "blur", "encode", "write")
@@ -95,6 +96,8 @@ SCHEMA = pa.schema(
         ("models_hash", pa.string()),  # redact.season.markers.models_hash of the model set
         ("manual_regions", pa.list_(MANIFEST_REGION_TYPE)),  # reported regions blurred
         ("n_manual", pa.int32()),
+        # redact.core.PIXEL_VERSION of the code that produced the published copy
+        ("pixel_version", pa.int32()),
     ]
 )
 
@@ -109,6 +112,7 @@ class RunInfo:
     thresholds: list[dict[str, Any]]
     redact_version: str
     models_hash: str = ""
+    pixel_version: int = 0  # redact.core.PIXEL_VERSION
 
 
 @dataclass
@@ -219,6 +223,7 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "models_hash": run.models_hash,
         "manual_regions": list(o.manual_regions),
         "n_manual": sum(d is Decision.MANUAL for d in dec),
+        "pixel_version": run.pixel_version,
     }
 
 

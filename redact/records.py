@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redact.classes import Projection
 from redact.detections import Detections
@@ -23,12 +23,16 @@ class TileKey:
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """An image that decoded and was tiled; joined with its tiles' detections later."""
+    """An image that decoded and was tiled; joined with its tiles' detections later.
+
+    It does not carry the original's bytes: publication re-reads the original and checks its
+    sha256 against this one (the run's detections must be complete before anything is
+    published, see :mod:`redact.pipeline.breaker`).
+    """
 
     uri: str
     relative_path: str
     output_uri: str
-    data: bytes = field(repr=False)  # the original file, re-decoded for the blur
     sha256: str
     width: int
     height: int
@@ -36,6 +40,8 @@ class ImageRecord:
     projection: Projection
     n_tiles: int
     timings_s: dict[str, float]
+    size_bytes: int = -1  # the listing's size of the source (marker fingerprint)
+    last_updated: float | None = None  # seconds since the epoch; None = unknown
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -18,11 +18,13 @@ from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
 from redact.detection import ModelRegistry, describe_models, make_detector_handler
 from redact.errors import UsageError
-from redact.io.storage import InputSpec, is_under, normalize_dir
+from redact.io.inputs import check_output_location, list_local
+from redact.io.storage import InputSpec, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
 
 _LOG = logging.getLogger(__name__)
+EXIT_BREAKER = 3  # the job ran, but the breaker stopped publication (nothing was published)
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,9 @@ def make_job(
     src = InputSpec.parse(args.input)
     layout = Layout.resolve(args.output, args.manifest, getattr(args, "quarantine", None))
     out = layout.output
-    if src.base and normalize_dir(src.base) == out:
-        raise UsageError(
-            "--output must differ from the input folder: originals are never overwritten"
-        )
-    if src.base and is_under(src.base, out):
-        raise UsageError("--output must not contain the input folder")
+    problem = check_output_location(src.base or os.getcwd(), out)
+    if problem:
+        raise UsageError(problem)
     catalog = getattr(args, "catalog", None) or ""
     if catalog and "://" not in catalog:
         if not os.path.isfile(catalog):
@@ -107,16 +106,14 @@ def make_job(
         files=files,
         force=bool(getattr(args, "force", False)) if force is None else force,
         accelerator=config.season.accelerator if accelerator is None else accelerator,
+        secret=os.urandom(32),
     )
-    return _with_expected(job)
+    return _with_expected(job, allow_empty=bool(getattr(args, "allow_empty", False)))
 
 
-def _with_expected(job: JobSpec) -> JobSpec:
-    """Count the candidate images of a local job (for the progress line); remote: unknown."""
-    from dataclasses import replace
-
-    from redact.pipeline import _wanted
-
+def _with_expected(job: JobSpec, *, allow_empty: bool) -> JobSpec:
+    """Count the candidates of a local job (for the progress line; remote: unknown). A local
+    input that matches nothing is an error (exit 2) unless ``allow_empty``."""
     if job.files:
         if "://" in job.files:
             return job
@@ -124,8 +121,15 @@ def _with_expected(job: JobSpec) -> JobSpec:
             return replace(job, expected_images=sum(1 for line in f if line.strip()))
     if "://" in job.input.pattern:
         return job
-    found = FileSystems.match([job.input.pattern])[0].metadata_list
-    return replace(job, expected_images=sum(_wanted(job, m.path) for m in found))
+    try:
+        found = list_local(job.input.pattern, exclude=job.own_folders)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    if not found and not allow_empty:
+        raise UsageError(
+            f"--input {job.input.pattern!r} matches no file (pass --allow-empty to run anyway)"
+        )
+    return replace(job, expected_images=len(found))
 
 
 def execute(
@@ -149,7 +153,9 @@ def execute(
     t0 = time.perf_counter()
     p = beam.Pipeline(options=options)
     outs = build_pipeline(p, job, run, handler)
-    add_sinks(outs["rows"], outs["quarantine"], job, outs["review"], outs["alerts"])
+    add_sinks(
+        outs["rows"], outs["quarantine"], job, outs["review"], outs["alerts"], outs["breaker"]
+    )
     result = p.run()
     result.wait_until_finish()
     return result, run, time.perf_counter() - t0
@@ -162,7 +168,14 @@ def run_job(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     job = make_job(args, config)
     result, _, elapsed = execute(job, args.registry, beam_args)
     print(summarize(result, job, elapsed))
-    return 0
+    breaker = read_breaker(job)
+    return EXIT_BREAKER if breaker is not None and breaker["open"] else 0
+
+
+def read_breaker(job: JobSpec) -> dict | None:
+    """The run's breaker record (``QUARANTINE/run-<id>-breaker.json``), None if absent."""
+    recs = _jsonl_records(job.quarantine, f"{job.run_id}-breaker", suffix=".json")
+    return recs[0] if recs else None
 
 
 def _counter(result: beam.runners.runner.PipelineResult, name: str) -> int:
@@ -218,6 +231,15 @@ def summarize(result: beam.runners.runner.PipelineResult, job: JobSpec, elapsed_
         lines.append(f"  ALERTS: {n_alerts} (also logged at WARNING)")
         for rec in _jsonl_records(job.alerts, job.run_id)[:20]:
             lines.append(f"    {rec['kind']}: {rec['message']}")
+    breaker = read_breaker(job)
+    if breaker is not None and breaker["open"]:
+        stopped = _counter(result, "images_stopped_by_breaker")
+        lines.append(
+            f"  BREAKER OPEN: publication stopped, {stopped} image(s) not published: "
+            f"{breaker['reason']} (exit {EXIT_BREAKER})"
+        )
+    elif breaker is not None:
+        lines.append(f"  breaker {breaker['reason']}")
     if failed:
         lines.append(
             f"  quarantine: {FileSystems.join(job.quarantine, f'run-{job.run_id}')}*.jsonl"
@@ -229,8 +251,8 @@ def summarize(result: beam.runners.runner.PipelineResult, job: JobSpec, elapsed_
     return "\n".join(lines)
 
 
-def _jsonl_records(folder: str, run_id: str) -> list[dict]:
-    pattern = FileSystems.join(folder, f"run-{run_id}*.jsonl")
+def _jsonl_records(folder: str, run_id: str, suffix: str = ".jsonl") -> list[dict]:
+    pattern = FileSystems.join(folder, f"run-{run_id}*{suffix}")
     out: list[dict] = []
     for m in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(m.path) as f:

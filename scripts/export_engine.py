@@ -75,10 +75,11 @@ def calibration_batches(
 
     from redact.classes import Projection
     from redact.detection.base import preprocess
-    from redact.pipeline import MIN_EQUIRECT_WIDTH, resolve_projection
+    from redact.config import IOConfig
+    from redact.pipeline import resolve_projection
     from redact.tiling import RemapCache, plan_panorama_tiles, plan_perspective_tiles, render_tile
 
-    min_w = MIN_EQUIRECT_WIDTH if equirect_min_width is None else equirect_min_width
+    min_w = IOConfig().equirect_min_width if equirect_min_width is None else equirect_min_width
 
     if batch_size < 1 or max_tiles < 1 or tile_size < 32:
         raise ValueError(f"bad sizes: batch {batch_size}, max_tiles {max_tiles}, tile {tile_size}")

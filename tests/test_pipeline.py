@@ -68,7 +68,8 @@ def job(tmp_path_factory):
     originals["pano/empty.png"] = empty
     for rel, img in originals.items():
         _write_png(src / rel, img)
-    # Bad input: truncated PNG, garbage with a .jpg name, a non-image that must be ignored.
+    # Bad input: truncated PNG, garbage with a .jpg name, a non-image: all quarantined, each
+    # with its own row (images are recognised by content, every matched path is accounted for).
     good = (src / "pano/p1.png").read_bytes()
     (src / "bad").mkdir()
     (src / "bad/truncated.png").write_bytes(good[: len(good) // 2])
@@ -103,6 +104,7 @@ def test_every_image_has_one_manifest_row(job):
     assert sorted(table["relative_path"].to_pylist()) == [
         "bad/garbage.jpg",
         "bad/truncated.png",
+        "notes.txt",
         "pano/empty.png",
         "pano/p1.png",
         "photos/ph.png",
@@ -112,7 +114,11 @@ def test_every_image_has_one_manifest_row(job):
 
 def test_bad_input_is_quarantined_never_published(job):
     _, dst, table, _ = job
-    for rel, reason in (("bad/truncated.png", "truncated"), ("bad/garbage.jpg", None)):
+    for rel, reason in (
+        ("bad/truncated.png", "truncated"),
+        ("bad/garbage.jpg", None),
+        ("notes.txt", "unknown_format"),
+    ):
         row = _row(table, rel)
         assert row["status"] == "failed"
         assert row["output_uri"] == ""
@@ -124,7 +130,11 @@ def test_bad_input_is_quarantined_never_published(job):
         for f in (dst / "_quarantine").glob("run-t1*.jsonl")
         for line in f.read_text().splitlines()
     ]
-    assert sorted(q["relative_path"] for q in lines) == ["bad/garbage.jpg", "bad/truncated.png"]
+    assert sorted(q["relative_path"] for q in lines) == [
+        "bad/garbage.jpg",
+        "bad/truncated.png",
+        "notes.txt",
+    ]
 
 
 def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -6,7 +6,10 @@ import pytest
 
 from redact.classes import Projection
 from redact.io.xmp import gpano_projection
-from redact.pipeline import MIN_EQUIRECT_WIDTH, resolve_projection
+from redact.config import IOConfig
+from redact.pipeline import resolve_projection
+
+MIN_EQUIRECT_WIDTH = IOConfig().equirect_min_width  # the shipped default
 
 EQ, PERSP, AUTO = Projection.EQUIRECTANGULAR, Projection.PERSPECTIVE, Projection.AUTO
 ATTR = b'<rdf:Description GPano:ProjectionType="equirectangular" GPano:UsePanoramaViewer="True"/>'
@@ -43,11 +46,11 @@ def test_gpano_projection(xmp, expected):
     ],
 )
 def test_auto_projection(w, h, xmp, expected):
-    assert resolve_projection(AUTO, w, h, xmp) is expected
+    assert resolve_projection(AUTO, w, h, xmp, MIN_EQUIRECT_WIDTH) is expected
 
 
 def test_explicit_projection_wins_and_min_width_is_configurable():
-    assert resolve_projection(PERSP, 8000, 4000, ATTR) is PERSP
-    assert resolve_projection(EQ, 300, 100) is EQ
+    assert resolve_projection(PERSP, 8000, 4000, ATTR, MIN_EQUIRECT_WIDTH) is PERSP
+    assert resolve_projection(EQ, 300, 100, None, MIN_EQUIRECT_WIDTH) is EQ
     assert resolve_projection(AUTO, 512, 256, None, 64) is EQ
-    assert resolve_projection(AUTO, 512, 256) is PERSP
+    assert resolve_projection(AUTO, 512, 256, None, MIN_EQUIRECT_WIDTH) is PERSP

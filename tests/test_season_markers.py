@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from redact.core import PIXEL_VERSION
 from redact.season.markers import (
     Marker,
     SourceFingerprint,
@@ -40,16 +41,31 @@ def _marker(**kw) -> Marker:
         output_sha256="o" * 64,
         manual_hash="",
         published_at="2024-01-01T00:00:00+00:00",
+        pixel_version=PIXEL_VERSION,
     )
     return replace(base, **kw)
 
 
-def _v(marker, size=1000, mtime=1700000000.5, *, force=False, run_id="r2", config="c" * 64):
+def _v(
+    marker,
+    size=1000,
+    mtime=1700000000.5,
+    *,
+    force=False,
+    run_id="r2",
+    config="c" * 64,
+    manual="",
+    pixel_version=PIXEL_VERSION,
+    output_exists=True,
+):
     return verdict(
         marker,
         SourceFingerprint(size, mtime),
         models=models_hash(MODELS),
         config=config,
+        manual=manual,
+        pixel_version=pixel_version,
+        output_exists=output_exists,
         force=force,
         run_id=run_id,
     )
@@ -66,6 +82,14 @@ def test_verdicts():
     other = replace(m, models_hash=models_hash([{**MODELS[0], "version": "2"}]))
     assert _v(other) is Verdict.MODELS_CHANGED
     assert _v(m, force=True) is Verdict.FORCED
+    # A region reported after the marker was written (e.g. by a job that had read the manual
+    # table before `report add`): the image is re-done with it.
+    assert _v(m, manual="h" * 64) is Verdict.MANUAL_CHANGED
+    assert _v(replace(m, manual_hash="h" * 64), manual="") is Verdict.MANUAL_CHANGED
+    # Code that changes published pixels re-does old outputs.
+    assert _v(m, pixel_version=PIXEL_VERSION + 1) is Verdict.CODE_CHANGED
+    # A deleted published copy is restored.
+    assert _v(m, output_exists=False) is Verdict.OUTPUT_MISSING
     # A forced run skips what it published itself: a killed reprocess resumes.
     assert _v(m, force=True, run_id="r1") is Verdict.CURRENT
 

@@ -124,7 +124,11 @@ def test_rerun_is_a_no_op_and_a_changed_source_is_redone(season, caplog):
     t2 = time.perf_counter()
     assert "0 image(s) read, 0 published" in second
     assert "skipped: 4 already published" in second
-    assert rows(dst, "r2") == []  # nothing new to record: the r1 rows stand
+    # Every input is accounted for: a skipped row each, naming the run whose copy stands.
+    r2 = rows(dst, "r2")
+    assert sorted(r["relative_path"] for r in r2) == sorted(r1)
+    assert {(r["status"], r["error_reason"]) for r in r2} == {("skipped", "current")}
+    assert all("published by run r1" in r["error_message"] for r in r2)
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing re-written
     print(f"first run {t1 - t0:.2f} s, no-op re-run {t2 - t1:.2f} s")
 
@@ -132,7 +136,9 @@ def test_rerun_is_a_no_op_and_a_changed_source_is_redone(season, caplog):
     write_png(season["src"] / "north/b.png", textured(256, 512, 9))
     third = _run(season, "r3")
     assert "1 image(s) read, 1 published" in third and "skipped: 3" in third
-    assert set(by_path(rows(dst, "r3"))) == {"north/b.png"}
+    r3 = rows(dst, "r3")
+    assert {r["relative_path"] for r in r3 if r["status"] == "published"} == {"north/b.png"}
+    assert sum(r["status"] == "skipped" for r in r3) == 3
 
 
 def test_killed_run_resumes_where_it_stopped(season, tmp_path):
@@ -142,7 +148,7 @@ def test_killed_run_resumes_where_it_stopped(season, tmp_path):
     argv = ["run", *season["base"], "--run-id", "k1"]
     code = (
         "import sys, time\n"
-        "import redact.pipeline as P\n"
+        "import redact.pipeline.publish as P\n"
         "orig = P.write_atomic\n"
         "def slow(*a, **k):\n"
         "    time.sleep(0.4)\n"
@@ -175,7 +181,7 @@ def test_killed_run_resumes_where_it_stopped(season, tmp_path):
     assert changed(season["imgs"]["north/a.png"], out)[110:126, 100:116].all()
     # Everything is recorded now: a third run has nothing to do or record.
     assert "0 image(s) read" in _cli("run", *season["base"], "--run-id", "k3")
-    assert rows(dst, "k3") == []
+    assert {r["status"] for r in rows(dst, "k3")} == {"skipped"}
 
 
 def test_report_review_and_reprocess_by_cell(season, tmp_path):
@@ -244,7 +250,7 @@ def test_report_review_and_reprocess_by_cell(season, tmp_path):
     # The next plain run re-does c only (its marker was invalidated) and pins the region.
     out = _run(season, "s2")
     assert "1 image(s) read, 1 published" in out and "skipped: 3" in out
-    (c_row,) = rows(dst, "s2")
+    (c_row,) = [r for r in rows(dst, "s2") if r["status"] == "published"]
     manual = [d for d in c_row["detections"] if d["decision"] == "manual"]
     assert [(d["x1"], d["y1"], d["x2"], d["y2"]) for d in manual] == [(90, 100, 126, 136)]
     assert c_row["manual_regions"][0]["source"] == "review"

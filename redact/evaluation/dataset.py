@@ -117,7 +117,8 @@ def load_manifest_images(path: str, run_id: str | None = None) -> list[ManifestI
     of each image is kept (and a warning names the runs).
     """
     table = read_manifest(path)
-    rows = table.to_pylist()
+    # A skipped row only says an earlier run's row stands: it carries no detections.
+    rows = [r for r in table.to_pylist() if r["status"] != Status.SKIPPED.value]
     if run_id is not None:
         rows = [r for r in rows if r["run_id"] == run_id]
         if not rows:

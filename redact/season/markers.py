@@ -1,13 +1,16 @@
 """Idempotent runs: one small marker object per published image.
 
 ``MARKERS/<relative path>.json`` (default ``DST/_markers``) is written atomically *after* the
-published copy, and says which source (size, last-modified time, sha256), which model set and
-which config produced it. A later run skips a matched file whose marker agrees on all of those
-*before reading or decoding it*, so re-running a season is a listing plus one small read per
-image. A changed source file, model or config re-does the image; an image whose job was killed
-before its marker was written has no marker, so the re-run finishes exactly those. Quarantined
-images get no marker (they are retried). ``redact report add`` deletes the marker of a reported
-image so that the next run re-does it with its manual regions.
+published copy, and says which source (size, last-modified time, sha256), which model set,
+which config (its pixel-affecting hash), which manual regions and which pixel algorithm
+(:data:`redact.core.PIXEL_VERSION`) produced it. A later run skips a matched file whose marker
+agrees on all of those and whose published copy still exists, *before reading or decoding it*,
+so re-running a season is a listing plus two small metadata calls per image. Anything changed
+re-does the image; a deleted published copy is restored; an image whose job was killed before
+its marker was written has no marker, so the re-run finishes exactly those. Quarantined images
+get no marker (they are retried). The manual regions are compared with the table as the
+re-run reads it, so a region reported while a job that had already read the table was
+running (that job writes a marker without it) is still blurred by the next run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from redact.io.storage import output_uri, write_atomic
 
 _LOG = logging.getLogger(__name__)
-MARKER_VERSION = 1
+MARKER_VERSION = 2  # 1: no pixel_version (such markers count as none: the image is re-done)
 MTIME_TOLERANCE_S = 1e-3
 
 
@@ -59,6 +62,7 @@ class Marker:
     output_sha256: str
     manual_hash: str  # regions_hash of the manual regions blurred ("" = none)
     published_at: str  # ISO 8601 UTC
+    pixel_version: int  # redact.core.PIXEL_VERSION of the code that published
     # The image's manifest row (JSON form, see row_to_json): re-emitted by a later run when
     # the run that published it was killed before its manifest was written.
     row: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +101,9 @@ class Verdict(enum.Enum):
     SOURCE_CHANGED = "source_changed"
     MODELS_CHANGED = "models_changed"
     CONFIG_CHANGED = "config_changed"
+    MANUAL_CHANGED = "manual_changed"
+    CODE_CHANGED = "code_changed"
+    OUTPUT_MISSING = "output_missing"
     FORCED = "forced"
 
     @property
@@ -154,10 +161,17 @@ def verdict(
     *,
     models: str,
     config: str,
+    manual: str,
+    pixel_version: int,
+    output_exists: bool,
     force: bool = False,
     run_id: str = "",
 ) -> Verdict:
     """Decide from a marker whether a file needs processing.
+
+    ``manual`` is the regions_hash of the image's manual regions in the table now,
+    ``pixel_version`` this code's :data:`redact.core.PIXEL_VERSION`, ``output_exists`` whether
+    the published copy is still there.
 
     With ``force`` everything is re-done except images this very run (``run_id``) already
     published: so a killed forced job (a reprocess) resumes when re-run with the same run id.
@@ -174,6 +188,12 @@ def verdict(
         return Verdict.MODELS_CHANGED
     if marker.config_hash != config:
         return Verdict.CONFIG_CHANGED
+    if marker.manual_hash != manual:
+        return Verdict.MANUAL_CHANGED
+    if marker.pixel_version != pixel_version:
+        return Verdict.CODE_CHANGED
+    if not output_exists:
+        return Verdict.OUTPUT_MISSING
     if force and not (run_id and marker.run_id == run_id):
         return Verdict.FORCED
     return Verdict.CURRENT

@@ -1,0 +1,179 @@
+"""What happens to one image: the pure redaction core.
+
+:func:`redact_image` takes the original bytes, the detections of its tiles (already in image
+pixels), the manual regions and the config, and returns the bytes to publish and the image's
+manifest row. Everything that can fail (decode, merge, decide, blur, encode, location, row)
+happens here, before the caller writes anything: a caller that gets a :class:`Redacted`
+back only has to write ``data`` and then its marker. The Beam DoFn
+(:mod:`redact.pipeline.publish`), the benchmark and the scripts all call this one function.
+
+Bump :data:`PIXEL_VERSION` whenever a change to merging, deciding, blurring or encoding can
+change a published pixel or byte: markers and manifest rows record it, so a re-run re-does
+images published by older code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from redact.blur import blur_regions
+from redact.classes import Decision, ObjectClass, Projection
+from redact.config import RedactConfig
+from redact.decision import select_regions
+from redact.detections import Detections
+from redact.errors import ImageError, Stage
+from redact.io.codec import decode_image, encode_image
+from redact.manifest import ImageOutcome, RunInfo, Status, make_row
+from redact.records import ImageRecord
+from redact.season.location import Location, LocationSource, cell_token, location_from_exif
+from redact.season.manual import ManualRegion, to_detections
+
+PIXEL_VERSION = 3
+"""Version of the pixel algorithm (merge, decide, blur, encode): bumped by any change to them."""
+
+
+@dataclass(frozen=True)
+class Redacted:
+    """The result of :func:`redact_image`.
+
+    Attributes:
+        data: the bytes to publish at ``row["output_uri"]`` (``row["output_sha256"]`` is
+            their sha256).
+        row: the image's manifest row (:data:`redact.manifest.SCHEMA`), status published.
+        n_faces, n_plates: regions blurred by class (detector and manual).
+        n_manual: manual regions blurred.
+        decisions: one per row detection.
+    """
+
+    data: bytes
+    row: dict
+    n_faces: int
+    n_plates: int
+    n_manual: int
+    decisions: tuple[Decision, ...]
+
+
+def blur_seed(secret: bytes, sha256_hex: str) -> int:
+    """Seed of an image's blur noise: a keyed hash of the per-run ``secret`` and the original's
+    sha256. A retried bundle re-publishes byte-identical output; without the secret (never
+    recorded) the noise cannot be regenerated and subtracted."""
+    digest = hashlib.sha256(secret + bytes.fromhex(sha256_hex)).digest()
+    return int.from_bytes(digest[:16], "little")
+
+
+def redact_image(
+    original: bytes,
+    tile_detections: Sequence[Detections],
+    config: RedactConfig,
+    record: ImageRecord,
+    run: RunInfo,
+    *,
+    manual: Sequence[ManualRegion] = (),
+    catalog_location: Location | None = None,
+    secret: bytes = b"",
+    processed_at: datetime.datetime | None = None,
+) -> Redacted:
+    """Merge, decide, blur, encode: the published bytes and manifest row of one image.
+
+    Args:
+        original: the original file's bytes; their sha256 must equal ``record.sha256`` (the
+            bytes the detector saw), else ``ImageError("source_changed")``.
+        tile_detections: every tile's detections in image pixels (upright, xyxy).
+        config: the run's config.
+        record: what was learnt about the image when it was tiled (size, projection, ...).
+        run: what every manifest row of the run shares.
+        manual: manual regions, blurred whatever the detector says.
+        catalog_location: the sidecar catalog's location (wins over EXIF GPS).
+        secret: per-run secret seeding the blur noise with the image hash (:func:`blur_seed`).
+        processed_at: the row's timestamp (default: now, UTC).
+
+    Raises:
+        ImageError: the image cannot be published (it must be quarantined).
+    """
+    t0 = time.perf_counter()
+    sha = hashlib.sha256(original).hexdigest()
+    if sha != record.sha256:
+        raise ImageError(
+            "source_changed", "the original changed between detection and publication", Stage.READ
+        )
+    wrap = record.projection is Projection.EQUIRECTANGULAR
+    found, found_decisions = select_regions(
+        tile_detections, config, record.width, record.height, wrap=wrap
+    )
+    pinned = to_detections(manual, record.width, record.height, wrap=wrap)
+    kept = Detections.merge([found, pinned])
+    decisions = (*found_decisions, *([Decision.MANUAL] * len(pinned)))
+    blurs = np.array([d.blurs for d in decisions], dtype=bool)
+    to_blur = kept[blurs] if len(kept) else kept
+    t1 = time.perf_counter()
+    # Plain (not fancy) chroma upsampling re-encodes closer to the original (docs/performance.md).
+    decoded = decode_image(original, max_pixels=config.io.max_pixels, fast_upsample=True)
+    if (decoded.width, decoded.height) != (record.width, record.height):
+        raise ImageError("corrupt", "the image decodes to a different size than it was tiled at")
+    t2 = time.perf_counter()
+    pixels, mask = blur_regions(
+        decoded.pixels,
+        to_blur.xyxy,
+        config.blur,
+        wrap=wrap,
+        classes=to_blur.class_id,
+        rng=np.random.default_rng(blur_seed(secret, sha)),
+    )
+    t3 = time.perf_counter()
+    data = encode_image(
+        decoded,
+        pixels,
+        jpeg_quality=config.output.jpeg_quality,
+        keep_metadata=config.output.keep_metadata,
+    )
+    t4 = time.perf_counter()
+    location = catalog_location or location_from_exif(decoded)
+    level = config.season.s2_level
+    faces = int(np.count_nonzero(blurs & (kept.class_id == ObjectClass.FACE)))
+    timings = dict(record.timings_s)
+    timings.update(
+        merge=t1 - t0,
+        decode=timings.get("decode", 0.0) + (t2 - t1),
+        blur=t3 - t2,
+        encode=t4 - t3,
+    )
+    outcome = ImageOutcome(
+        image_uri=record.uri,
+        relative_path=record.relative_path,
+        output_uri=record.output_uri,
+        status=Status.PUBLISHED,
+        sha256=sha,
+        output_sha256=hashlib.sha256(data).hexdigest(),
+        width=record.width,
+        height=record.height,
+        format=record.format,
+        projection=record.projection.value,
+        tiles=record.n_tiles,
+        detections=kept,
+        decisions=decisions,
+        blurred_fraction=float(np.count_nonzero(mask)) / float(mask.size) if mask.size else 0.0,
+        timings_s=timings,
+        latitude=location.latitude if location else None,
+        longitude=location.longitude if location else None,
+        captured_at=location.captured_at if location else "",
+        camera=location.camera if location else "",
+        location_source=(location.source if location else LocationSource.NONE).value,
+        s2_cell=cell_token(location.latitude, location.longitude, level) if location else "",
+        s2_level=level if location else None,
+        manual_regions=[r.manifest_entry() for r in manual],
+    )
+    when = processed_at or datetime.datetime.now(datetime.timezone.utc)
+    return Redacted(
+        data=data,
+        row=make_row(run, outcome, when),
+        n_faces=faces,
+        n_plates=int(np.count_nonzero(blurs)) - faces,
+        n_manual=len(pinned),
+        decisions=decisions,
+    )

@@ -1,0 +1,57 @@
+"""Detection: Beam RunInference over the tiles, mapped back to image pixels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
+
+from redact.detections import Detections
+from redact.records import TileFailure, TileKey, TileResult
+from redact.tiling import tile_boxes_to_image
+
+_LOG = logging.getLogger(__name__)
+
+
+def to_image_space(element: tuple[TileKey, Any]) -> tuple[str, TileResult | TileFailure]:
+    """Map one tile's detections from tile pixels to image pixels (seam-aware)."""
+    key, prediction = element
+    try:
+        inference = prediction.inference
+        dets: Detections = inference.detections
+        boxes, src = tile_boxes_to_image(key.tile, dets.xyxy, key.width, key.height, key.wrap)
+        mapped = dets[src].with_boxes(boxes) if len(src) else Detections.empty()
+        return key.image_uri, TileResult(key.index, mapped, float(inference.seconds))
+    except Exception as e:  # reported per tile; the image is quarantined
+        _LOG.exception("mapping tile %d of %s failed", key.index, key.image_uri)
+        return key.image_uri, TileFailure(key.index, f"{type(e).__name__}: {e}")
+
+
+def failed_batch_to_tiles(failed: tuple[Any, Exception]) -> Iterator[tuple[str, TileFailure]]:
+    """RunInference's dead letters are whole batches: fail every tile in them."""
+    batch, exc = failed
+    for item in batch:
+        key = item[0]
+        yield (
+            key.image_uri,
+            TileFailure(key.index, f"inference failed: {type(exc).__name__}: {exc}"),
+        )
+
+
+def detect_tiles(
+    tiles: beam.PCollection, handler: ModelHandler, accelerator: str = ""
+) -> beam.PCollection:
+    """``(TileKey, pixels)`` -> ``(image uri, TileResult | TileFailure)``: every tile gets
+    exactly one result; a failed batch fails its tiles (dead letters), never drops them."""
+    detect: RunInference = RunInference(KeyedModelHandler(handler))
+    if accelerator:
+        # Only this step asks for GPU workers (Dataflow right-fitting); a local run ignores it.
+        # (with_resource_hints returns the same transform.)
+        detect.with_resource_hints(accelerator=accelerator)
+    inferred, dlq = tiles | "Detect" >> detect.with_exception_handling()
+    results = inferred | "ToImageSpace" >> beam.Map(to_image_space)
+    errors = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_to_tiles)
+    return (results, errors) | "AllTiles" >> beam.Flatten()

@@ -1,0 +1,187 @@
+"""Sources of a run: the candidate images (every matched path, accounted for), the sidecar
+location catalog and the manual regions table.
+
+Every matched path becomes a :class:`Candidate`. Local inputs are listed by
+:func:`redact.io.inputs.list_local`, which also reports what Beam's matcher drops silently
+(dangling links, loops, FIFOs, devices): such paths carry a ``problem`` and are quarantined
+without being opened. Remote inputs (gs://, s3://) are matched with ``fileio.MatchFiles``
+(object stores hold only objects). :func:`admit` then quarantines unsafe names and inputs
+that would publish to the same output, so every input gets a manifest row.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.io import fileio
+
+from redact.errors import ImageError, Stage
+from redact.io.inputs import check_relative_name, is_under_real, list_local
+from redact.pipeline.job import JobSpec
+from redact.season.location import CatalogEntry, Location, parse_catalog
+from redact.season.manual import regions_from_parquet, regions_hash, table_pattern
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One matched path. ``size_bytes``/``last_updated`` come from the listing (-1 / None
+    when unknown); ``problem`` is a quarantine reason found without opening the file."""
+
+    uri: str
+    size_bytes: int = -1
+    last_updated: float | None = None
+    problem: str | None = None
+
+
+def _from_metadata(meta: fileio.FileMetadata) -> Candidate:
+    t = meta.last_updated_in_seconds
+    return Candidate(meta.path, int(meta.size_in_bytes), float(t) if t else None)
+
+
+def _local_candidates(job: JobSpec) -> list[Candidate]:
+    """Every path the local input pattern matches, the tool's own folders left out."""
+    out = []
+    for entry in list_local(job.input.pattern, exclude=job.own_folders):
+        if entry.reason is not None:
+            out.append(Candidate(entry.path, problem=entry.reason))
+            continue
+        try:
+            st = os.stat(entry.path)
+        except OSError:  # gone since the listing: read_bytes will say why
+            out.append(Candidate(entry.path))
+            continue
+        out.append(Candidate(entry.path, st.st_size, st.st_mtime))
+    return out
+
+
+def _is_own(job: JobSpec, uri: str) -> bool:
+    return any(is_under_real(uri, d) for d in job.own_folders)
+
+
+def list_candidates(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
+    """Candidates: the listed selection (``job.files``), the local listing, or MatchFiles."""
+    if job.files:
+        return (
+            p
+            | "ReadSelection" >> beam.io.ReadFromText(job.files)
+            | "Uris" >> beam.Map(str.strip)
+            | "NonEmpty" >> beam.Filter(bool)
+            | "MatchSelection"
+            >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+            | "SelectionCandidates" >> beam.Map(_from_metadata)
+        )
+    if "://" not in job.input.pattern:
+        return p | "ListLocal" >> beam.Create(_local_candidates(job))
+    return (
+        p
+        | "Match"
+        >> fileio.MatchFiles(
+            job.input.pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
+        )
+        | "NotOwn" >> beam.Filter(lambda m: not _is_own(job, m.path))
+        | "Candidates" >> beam.Map(_from_metadata)
+    )
+
+
+def output_key(job: JobSpec, cand: Candidate) -> str:
+    """The relative output path a candidate would publish to (its own uri when it is not
+    under the input base: it is then rejected by :func:`admit`)."""
+    try:
+        return job.input.relative(cand.uri)
+    except ValueError:
+        return cand.uri
+
+
+class Admit(beam.DoFn):
+    """``(relative path, [Candidate, ...])`` -> admitted candidates; tagged ``rejected``:
+    ``(Candidate, ImageError)`` for every input that must be quarantined without being read:
+    a problem found by the listing, an unsafe name, or several inputs publishing to one output
+    (all of them are rejected: which one would win is arbitrary)."""
+
+    REJECTED = "rejected"
+
+    def __init__(self, job: JobSpec) -> None:
+        self._job = job
+
+    def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[object]:
+        rel, group = element
+        cands = sorted(set(group), key=lambda c: c.uri)
+        if len(cands) > 1:
+            for c in cands:
+                err = ImageError(
+                    "output_collision",
+                    f"{len(cands)} inputs would publish to {rel!r}: "
+                    + ", ".join(x.uri for x in cands[:5]),
+                    Stage.READ,
+                )
+                yield beam.pvalue.TaggedOutput(self.REJECTED, (c, err))
+            return
+        (cand,) = cands
+        if cand.problem:
+            err = ImageError(
+                cand.problem, f"{cand.uri}: {cand.problem.replace('_', ' ')}", Stage.READ
+            )
+            yield beam.pvalue.TaggedOutput(self.REJECTED, (cand, err))
+            return
+        try:
+            self._job.input.relative(cand.uri)
+        except ValueError as e:
+            yield beam.pvalue.TaggedOutput(
+                self.REJECTED, (cand, ImageError("name_outside_input", str(e), Stage.READ))
+            )
+            return
+        reason = check_relative_name(rel)
+        if reason:
+            err = ImageError(reason, f"unsafe name {rel!r}: {reason.replace('_', ' ')}", Stage.READ)
+            yield beam.pvalue.TaggedOutput(self.REJECTED, (cand, err))
+            return
+        yield cand
+
+
+def _catalog_locations(job: JobSpec, data: bytes, path: str) -> Iterator[tuple[str, Location]]:
+    """Catalog entries keyed by image uri (relative paths resolved against the input base)."""
+    entry: CatalogEntry
+    for entry in parse_catalog(data, path):
+        if entry.is_uri:
+            key = entry.key if "://" in entry.key else os.path.abspath(entry.key)
+        else:
+            key = job.uri_for(entry.key)
+        yield key, entry.location
+
+
+def read_catalog(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
+    """``(image uri, Location)`` of the sidecar catalog."""
+    return (
+        p
+        | "MatchCatalog" >> fileio.MatchFiles(job.catalog)
+        | "ReadCatalog" >> fileio.ReadMatches()
+        | "ParseCatalog"
+        >> beam.FlatMap(lambda f: _catalog_locations(job, f.read(), f.metadata.path))
+    )
+
+
+def read_manual(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
+    """``(image uri, ManualRegion)`` of the manual regions table."""
+    return (
+        p
+        | "MatchManual"
+        >> fileio.MatchFiles(
+            table_pattern(job.manual), empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW
+        )
+        | "ReadManual" >> fileio.ReadMatches()
+        | "ParseManual" >> beam.FlatMap(lambda f: regions_from_parquet(f.read()))
+        | "KeyManual" >> beam.Map(lambda r: (job.uri_for(r.relative_path), r))
+    )
+
+
+def manual_hashes(manual: beam.PCollection) -> beam.PCollection:
+    """``(image uri, regions_hash)`` of every image with manual regions (for the markers)."""
+    return (
+        manual
+        | "GroupManual" >> beam.GroupByKey()
+        | "HashManual"
+        >> beam.MapTuple(lambda uri, rs: (uri, regions_hash({r.region_id: r for r in rs}.values())))
+    )
