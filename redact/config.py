@@ -144,7 +144,7 @@ class ClassThresholds:
 
     ``review_max_height``: on equirectangular panoramas, a detection scoring below
     ``giant_min_score`` whose box is taller than this share of the panorama height
-    (0.15 x 180 deg = 27 deg) is recorded as dropped (0 disables). Low-confidence giants are
+    (0.08 x 180 deg = 14.4 deg) is recorded as dropped (0 disables). Low-confidence giants are
     nearly always false positives in street imagery, and a real face or plate that close to
     the camera scores high. The rule is kept apart from ``blur`` so that tuning ``blur`` down
     to the curve's plateau (``redact tune``) does not let every low-score giant through.
@@ -152,11 +152,11 @@ class ClassThresholds:
     raw tile boxes, before merging (:func:`redact.decision.select_regions`).
     """
 
-    blur: float = 0.25
-    review: float = 0.10
-    floor: float = 0.03
-    review_max_height: float = 0.15
-    giant_min_score: float = 0.25
+    blur: float
+    review: float
+    floor: float
+    review_max_height: float = 0.08
+    giant_min_score: float = 0.5
 
     def _validate(self, where: str) -> None:
         for k in ("blur", "review", "floor", "review_max_height", "giant_min_score"):
@@ -166,7 +166,21 @@ class ClassThresholds:
 
 
 def _default_thresholds() -> dict[ObjectClass, ClassThresholds]:
-    return {c: ClassThresholds() for c in ObjectClass}
+    """The shipped operating point.
+
+    ``blur``/``review``/``floor`` were written by ``redact tune --target-recall 0.99`` on the
+    dev sets (12 panoramas + MaskON + openalpr dev splits, never trained on; the curve is in
+    configs/tuned/default-dev.yaml and docs/evaluation.md). 0.99 is not reached, so ``blur``
+    sits at the recall plateau (faces 0.964, plates 0.743 at IoU 0.3).
+    Size prior: a panorama box taller than 0.08 x 180 = 14.4 deg scoring below 0.5 is recorded,
+    not blurred. A 0.2 m face that tall is < 0.8 m from the lens, a plate < 0.45 m; 79
+    held-out faces pasted into panoramas at 14.4-58 deg all scored >= 0.63
+    (scripts/synth_pano_recall.py), the dev panoramas' giant false positives 0.28-0.34.
+    """
+    return {
+        ObjectClass.FACE: ClassThresholds(blur=0.0339, review=0.0300, floor=0.03),
+        ObjectClass.LICENSE_PLATE: ClassThresholds(blur=0.0402, review=0.0300, floor=0.03),
+    }
 
 
 def _default_shapes() -> dict[ObjectClass, BlurShape]:
@@ -340,8 +354,10 @@ class RedactConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RedactConfig:
+        """Build from plain data, merged over the code's defaults (the one source of defaults:
+        a file sets only what it changes, down to a single key of one class)."""
         try:
-            return _build(cls, data, "")
+            return _build(cls, _deep_merge(_plain_defaults(), _canonical_classes(data)), "")
         except ConfigError:
             raise
         except (TypeError, ValueError) as e:
@@ -357,6 +373,43 @@ class RedactConfig:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _plain_defaults() -> dict[str, Any]:
+    """Every defaulted section of :class:`RedactConfig` as plain data (models have none)."""
+    return {
+        f.name: _to_plain(f.default_factory())
+        for f in dataclasses.fields(RedactConfig)
+        if f.default_factory is not dataclasses.MISSING
+    }
+
+
+# Mappings keyed by object class: their keys are canonicalised ("plate" -> "license_plate")
+# before merging, so that an alias overrides the default entry instead of sitting beside it.
+_CLASS_KEYED = (("thresholds",), ("blur", "shapes"), ("blur", "class_dilate"))
+
+
+def _canonical_classes(data: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for path in _CLASS_KEYED:
+        parent: Any = out
+        for key in path[:-1]:
+            if not isinstance(parent.get(key), Mapping):
+                break
+            parent[key] = dict(parent[key])
+            parent = parent[key]
+        else:
+            leaf = parent.get(path[-1])
+            if isinstance(leaf, Mapping):
+                parent[path[-1]] = {_class_label(k): v for k, v in leaf.items()}
+    return out
+
+
+def _class_label(key: Any) -> Any:
+    try:
+        return ObjectClass.parse(str(key)).label
+    except ValueError:
+        return key  # left for _build to reject with the key's path
 
 
 def _range(where: str, value: float, lo: float, hi: float) -> None:

@@ -24,7 +24,6 @@ def test_defaults_and_enums_parse():
             {"thresholds": {"face": {"blur": 0.1, "review": 0.2}, "plate": {}}},
             "floor <= review <= blur",
         ),
-        ({"thresholds": {"face": {}}}, "missing classes ['license_plate']"),
         ({"thresholds": {"dog": {}, "face": {}, "plate": {}}}, "unknown object class 'dog'"),
         ({"blur": {"cells": "four"}}, "blur.cells: expected an integer"),
         ({"output": {"keep_metadata": "yes"}}, "expected true/false"),
@@ -91,3 +90,32 @@ def test_class_dilate_parsed_and_validated() -> None:
         RedactConfig.from_dict({**base, "blur": {"class_dilate": {"license_plate": 3.0}}})
     with pytest.raises(ConfigError):
         RedactConfig.from_dict({**base, "blur": {"class_dilate": {"person": 0.2}}})
+
+
+def test_one_source_of_defaults() -> None:
+    """The code holds every default; the shipped file adds only the models, and a partial
+    override keeps the shipped values of every key it does not name (it used to fall back to
+    the dataclass field defaults: non-production thresholds)."""
+    import yaml
+
+    from redact.cli import load_config
+
+    shipped = load_config(None)
+    raw = yaml.safe_load(open(shipped_config_path()))
+    assert set(raw) == {"models"}
+    bare = RedactConfig.from_dict({"models": raw["models"]})
+    assert bare == shipped and bare.hash() == shipped.hash()
+    one = RedactConfig.from_dict({"models": [MODEL], "thresholds": {"face": {"blur": 0.3}}})
+    face, plate = one.thresholds[ObjectClass.FACE], one.thresholds[ObjectClass.LICENSE_PLATE]
+    assert face.blur == 0.3
+    assert (face.review, face.floor) == (
+        shipped.thresholds[ObjectClass.FACE].review,
+        shipped.thresholds[ObjectClass.FACE].floor,
+    )
+    assert plate == shipped.thresholds[ObjectClass.LICENSE_PLATE]
+
+
+def shipped_config_path():
+    from redact.cli import DEFAULT_CONFIG
+
+    return DEFAULT_CONFIG
