@@ -39,6 +39,10 @@ models:
     uri: ${{REDACT_CACHE}}/teachers/cached.onnx
     sha256: ""
     classes: [face, ignore, plate]
+  landmarks:
+    uri: weights/two.onnx
+    classes: [face]
+    extra_channels: 15
 """
 
 
@@ -65,7 +69,7 @@ def test_default_registry_has_faceghost_teacher():
 
 def test_env_overrides_registry_path(reg_dir, monkeypatch):
     monkeypatch.setenv("REDACT_REGISTRY", str(reg_dir / "registry.yaml"))
-    assert set(ModelRegistry.load()) == {"two", "cached"}
+    assert set(ModelRegistry.load()) == {"two", "cached", "landmarks"}
 
 
 def test_uris_expand_relative_and_cache(reg_dir):
@@ -87,6 +91,25 @@ def test_resolve_by_name_and_class_override(reg_dir):
         reg.resolve(ModelConfig(name="two", classes=(FACE,)))
     with pytest.raises(ModelRegistryError, match="unknown model 'nope'"):
         reg.resolve(ModelConfig(name="nope"))
+
+
+def test_extra_channels_default_zero_and_head_channels(reg_dir):
+    reg = ModelRegistry.load(reg_dir / "registry.yaml")
+    assert reg["two"].extra_channels == 0 and reg["two"].head_channels == 6
+    assert reg["cached"].head_channels == 4 + 3
+    assert reg["landmarks"].extra_channels == 15 and reg["landmarks"].head_channels == 20
+    # a path model that names a registered one keeps its head layout
+    path = reg_dir / "weights" / "two.onnx"
+    spec = reg.resolve(ModelConfig(name="landmarks", path=str(path)))
+    assert spec.extra_channels == 15 and spec.head_channels == 20
+    assert reg.resolve(ModelConfig(path=str(path), classes=(FACE,))).extra_channels == 0
+
+
+def test_shipped_registry_declares_head_channels():
+    reg = ModelRegistry.load()
+    shipped = reg["redact-faceplate-yolov8n"]
+    assert shipped.head_channels == 6  # output0 [B, 6, 8400] (model card; checked on load)
+    assert reg["faceghost-yolov8n-face"].head_channels == 5
 
 
 def test_resolve_by_path_hashes_file(reg_dir):
@@ -119,6 +142,8 @@ def test_verify_ok_mismatch_and_missing(reg_dir):
         ("models:\n  a:\n    uri: x\n    classes: [cat]\n", "unknown object class"),
         ("models:\n  a:\n    uri: x\n    classes: [face]\n    num_classes: 2\n", "num_classes"),
         ("models:\n  a:\n    uri: x\n    classes: [face]\n    sha256: abc\n", "sha256"),
+        ("models:\n  a:\n    uri: x\n    classes: [face]\n    extra_channels: -1\n", "extra_ch"),
+        ("models:\n  a:\n    uri: x\n    classes: [face]\n    extra_channels: x\n", "models.a"),
         ("models: [1, 2]\n", "mapping"),
         ("models: {a: [\n", "invalid YAML"),
     ],

@@ -90,6 +90,8 @@ class ModelSpec:
         sha256: hex digest of the file ("" = unknown, not checked).
         classes: model class index -> ObjectClass (None = class ignored); len == num_classes.
         num_classes: number of score channels of the head.
+        extra_channels: channels after the class scores (e.g. 15 keypoint values of a
+            5-point face model); the head is exactly ``(B, 4 + num_classes + extra, A)``.
         input_size: square model input size in pixels (0 = read from the model file).
         provenance: where the weights come from.
         license: licence of the weights.
@@ -104,6 +106,7 @@ class ModelSpec:
     classes: tuple[ObjectClass | None, ...]
     num_classes: int
     input_size: int = 0
+    extra_channels: int = 0
     provenance: str = ""
     license: str = ""
     card: str = ""
@@ -119,8 +122,15 @@ class ModelSpec:
             )
         if self.input_size < 0:
             raise ModelRegistryError(f"model {self.name!r}: input_size must be >= 0")
+        if self.extra_channels < 0:
+            raise ModelRegistryError(f"model {self.name!r}: extra_channels must be >= 0")
         if self.sha256 and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
             raise ModelRegistryError(f"model {self.name!r}: sha256 must be 64 lowercase hex")
+
+    @property
+    def head_channels(self) -> int:
+        """C of the raw head (B, C, A): 4 box + num_classes scores + extra_channels."""
+        return 4 + self.num_classes + self.extra_channels
 
     @property
     def model_id(self) -> str:
@@ -152,6 +162,7 @@ _FIELDS = {
     "classes",
     "num_classes",
     "input_size",
+    "extra_channels",
     "provenance",
     "license",
     "card",
@@ -179,6 +190,7 @@ def _spec_from_yaml(name: str, raw: Any, base_dir: Path) -> ModelSpec:
             classes=classes,
             num_classes=int(raw.get("num_classes", len(classes))),
             input_size=int(raw.get("input_size", 0)),
+            extra_channels=int(raw.get("extra_channels", 0)),
             provenance=str(raw.get("provenance", "")).strip(),
             license=str(raw.get("license", "")).strip(),
             card=expand_uri(card, base_dir) if card else "",
@@ -255,6 +267,7 @@ class ModelRegistry(Mapping[str, ModelSpec]):
                 classes=tuple(classes),
                 num_classes=len(classes),
                 input_size=base.input_size if base else 0,
+                extra_channels=base.extra_channels if base else 0,
                 provenance=base.provenance if base else f"file {uri}",
                 license=base.license if base else "",
                 card=base.card if base else "",
