@@ -6,8 +6,10 @@ import pickle
 from pathlib import Path
 
 import apache_beam as beam
+import cv2
 import numpy as np
 import pytest
+import yaml
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
@@ -26,12 +28,23 @@ from redact.detection import (
     preprocess,
 )
 from redact.detection.registry import sha256_of
-from tests.tiny_models import build_color_detector, build_constant_detector, draw_square
+from tests.tiny_models import (
+    build_color_detector,
+    build_constant_detector,
+    draw_square,
+    write_color_canary,
+)
 
 FACE, PLATE = ObjectClass.FACE, ObjectClass.LICENSE_PLATE
 
 
-def _spec(path: Path, classes=(FACE, PLATE), name: str = "tiny", sha: str | None = None):
+def _spec(
+    path: Path,
+    classes=(FACE, PLATE),
+    name: str = "tiny",
+    sha: str | None = None,
+    extra_channels: int = 0,
+):
     return ModelSpec(
         name=name,
         version="1",
@@ -39,12 +52,33 @@ def _spec(path: Path, classes=(FACE, PLATE), name: str = "tiny", sha: str | None
         sha256=sha256_of(str(path)) if sha is None else sha,
         classes=tuple(classes),
         num_classes=len(classes),
+        extra_channels=extra_channels,
     )
 
 
-def _handler(path: Path, *, index: int = 0, batch: int = 4, classes=(FACE, PLATE), **kw):
+# The colour canary (red face, blue plate squares) that every tiny colour model must pass.
+_CANARY: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def color_canary(tmp_path_factory) -> Path:
+    _CANARY["dir"] = write_color_canary(tmp_path_factory.mktemp("canary"))
+    return _CANARY["dir"]
+
+
+def _handler(
+    path: Path,
+    *,
+    index: int = 0,
+    batch: int = 4,
+    classes=(FACE, PLATE),
+    extra_channels: int = 0,
+    **kw,
+):
     mc = ModelConfig(path=str(path), classes=tuple(classes), batch_size=batch, intra_op_threads=1)
-    return YoloOnnxModelHandler(_spec(path, classes), mc, index, **kw)
+    kw.setdefault("canary", _CANARY["dir"])
+    spec = _spec(path, classes, extra_channels=extra_channels)
+    return YoloOnnxModelHandler(spec, mc, index, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +157,7 @@ def test_float16_input_and_extra_channels(tmp_path):
     path = build_color_detector(
         tmp_path / "fp16.onnx", size=64, num_classes=1, extra_channels=15, input_dtype="float16"
     )
-    h = _handler(path, classes=(FACE,))
+    h = _handler(path, classes=(FACE,), extra_channels=15)
     model = h.load_model()
     assert model.input_dtype == np.float16
     (r,) = h.run_inference([draw_square(_tile(), 24, 24, 24)], model)
@@ -147,8 +181,11 @@ def test_inference_fn_is_injectable(color64):
         return model.forward(images)
 
     h = _handler(color64, inference_fn=fn)
-    h.run_inference([_tile()], h.load_model(), {"x": 1})
-    assert calls == [((1, 3, 64, 64), {"x": 1})]
+    model = h.load_model()
+    # load_model ran the 2-crop colour canary through the same inference path
+    assert calls == [((2, 3, 64, 64), None)]
+    h.run_inference([_tile()], model, {"x": 1})
+    assert calls[1:] == [((1, 3, 64, 64), {"x": 1})]
 
 
 def test_corrupt_model_file_raises(tmp_path):
@@ -160,9 +197,18 @@ def test_corrupt_model_file_raises(tmp_path):
 
 def test_sha_mismatch_raises(color64):
     mc = ModelConfig(path=str(color64), classes=(FACE, PLATE))
-    h = YoloOnnxModelHandler(_spec(color64, sha="0" * 64), mc, 0)
+    h = YoloOnnxModelHandler(_spec(color64, sha="0" * 64), mc, 0, canary=_CANARY["dir"])
     with pytest.raises(ModelFileError, match="sha256"):
         h.load_model()
+
+
+def _const_canary(root: Path) -> Path:
+    """A canary the constant plate model passes: a plate where it always reports one."""
+    root.mkdir()
+    cv2.imwrite(str(root / "grey.png"), np.full((64, 64, 3), 90, np.uint8))
+    crop = {"file": "grey.png", "objects": [{"class": "plate", "box": [45, 45, 55, 55]}]}
+    (root / "canary.yaml").write_text(yaml.safe_dump({"crops": [crop]}))
+    return root
 
 
 def test_ensemble_is_union_of_members(tmp_path, color64):
@@ -171,7 +217,9 @@ def test_ensemble_is_union_of_members(tmp_path, color64):
         tmp_path / "const.onnx", np.array([[50, 50, 10, 10]]), np.array([[0.0, 0.8]]), size=64
     )
     m0 = _handler(color64, index=0, batch=4)
-    m1 = _handler(const, index=1, batch=2)
+    m1 = _handler(
+        const, index=1, batch=2, classes=(None, PLATE), canary=_const_canary(tmp_path / "cc")
+    )
     ens = EnsembleModelHandler([m0, m1])
     assert ens.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 2}
     models = ens.load_model()
@@ -196,6 +244,11 @@ def test_make_detector_handler_and_describe(tmp_path, color64):
     single = make_detector_handler(RedactConfig(models=(mc,)), reg)
     assert isinstance(single, YoloOnnxModelHandler)
     assert single.spec.sha256 == sha256_of(str(color64))
+    # the canary thresholds are the config's blur thresholds; the default canary is packaged
+    assert single.blur_thresholds == {
+        c: t.blur for c, t in RedactConfig(models=(mc,)).thresholds.items()
+    }
+    assert single.canary is None
     cfg = RedactConfig(models=(mc, ModelConfig(path=str(color64), classes=(None, PLATE))))
     ens = make_detector_handler(cfg, reg)
     assert isinstance(ens, EnsembleModelHandler)

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from redact.classes import ObjectClass
-from redact.detection.yolo import cxcywh_to_xyxy, decode_yolov8, nms, to_channels_first
+from redact.detection.yolo import (
+    SCORE_TOLERANCE,
+    DetectorOutputError,
+    check_head,
+    cxcywh_to_xyxy,
+    decode_yolov8,
+    nms,
+)
 
 FACE, PLATE = ObjectClass.FACE, ObjectClass.LICENSE_PLATE
 
@@ -77,6 +86,7 @@ def test_decode_matches_reference(nc, extra, class_map, seed):
         nms_iou=0.5,
         input_size=size,
         source=3,
+        extra_channels=extra,
     )
     ref = decode_ref(out, nc, class_map, 0.1, 0.5, size)
     assert len(got) == 2
@@ -89,21 +99,80 @@ def test_decode_matches_reference(nc, extra, class_map, seed):
         assert np.all(det.source == 3)
 
 
-def test_anchor_major_layout_is_detected():
+_KW = dict(num_classes=2, class_map=(FACE, PLATE), score_floor=0.05, nms_iou=0.6, input_size=64)
+
+
+def test_anchor_major_layout_is_refused_not_transposed():
     rng = np.random.default_rng(7)
     out = _random_head(rng, 1, 2, 0, 200, 64)
-    kw = dict(num_classes=2, class_map=(FACE, PLATE), score_floor=0.05, nms_iou=0.6, input_size=64)
-    a = decode_yolov8(out, **kw)[0]
-    b = decode_yolov8(np.ascontiguousarray(out.transpose(0, 2, 1)), **kw)[0]
-    assert len(a) > 0
-    assert a == b
+    assert len(decode_yolov8(out, **_KW, model="m@1")[0]) > 0
+    with pytest.raises(DetectorOutputError, match=r"'m@1'.*\(1, 200, 6\).*\(B, 6, A\)"):
+        decode_yolov8(np.ascontiguousarray(out.transpose(0, 2, 1)), **_KW, model="m@1")
 
 
-def test_channels_first_small_anchor_count():
+def test_small_anchor_count_is_still_channels_first():
     out = np.zeros((1, 6, 4), np.float32)  # fewer anchors than channels: still (B, C, A)
-    assert to_channels_first(out, 2).shape == (1, 6, 4)
-    with pytest.raises(ValueError, match="channels"):
-        to_channels_first(np.zeros((1, 3, 3), np.float32), 2)
+    assert check_head(out, num_classes=2).shape == (1, 6, 4)
+
+
+@pytest.mark.parametrize(
+    ("shape", "extra"),
+    [
+        ((1, 3, 8400), 0),  # [B, 3, A]: too few channels (the old code transposed it)
+        ((1, 7, 8400), 0),  # one channel too many
+        ((1, 6, 8400), 15),  # a landmark model registered with 15 extra channels
+        ((1, 21, 8400), 0),  # ...or one that has them but is registered without
+        ((2, 6), 0),  # not 3-D
+        ((1, 6, 0), 0),  # no anchors
+    ],
+)
+def test_head_shape_must_match_exactly(shape, extra):
+    with pytest.raises(DetectorOutputError, match=re.escape(f"shape {tuple(shape)}")):
+        check_head(np.zeros(shape, np.float32), num_classes=2, extra_channels=extra, model="m")
+
+
+def test_batch_size_is_checked():
+    with pytest.raises(DetectorOutputError, match=r"\(B=3, 6, A\)"):
+        decode_yolov8(np.zeros((2, 6, 10), np.float32), **_KW, batch=3)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("channel", [0, 3, 4, 5])
+def test_non_finite_box_or_score_raises(bad, channel):
+    head = np.full((2, 6, 10), 0.5, np.float32)
+    head[1, channel, 7] = bad
+    with pytest.raises(DetectorOutputError, match=r"non-finite.*image 1, channel .*, anchor 7"):
+        decode_yolov8(head, **_KW, model="m")
+
+
+def test_non_finite_extra_channels_are_ignored():
+    head = np.full((1, 6 + 2, 10), 0.5, np.float32)
+    head[0, 6:, :] = np.nan  # keypoints of an undetected face may be anything
+    (det,) = decode_yolov8(head, **_KW, extra_channels=2)
+    assert len(det) > 0
+
+
+@pytest.mark.parametrize("score", [-0.01, 1.01, 3.0, -1e4])
+def test_scores_outside_unit_interval_raise(score):
+    head = np.full((1, 6, 10), 0.5, np.float32)
+    head[0, 5, 2] = score
+    with pytest.raises(DetectorOutputError, match=r"class scores span"):
+        decode_yolov8(head, **_KW, model="m")
+
+
+def test_scores_within_tolerance_pass():
+    head = np.full((1, 6, 10), 0.5, np.float32)
+    head[0, 4, 0] = 1.0 + SCORE_TOLERANCE / 2
+    head[0, 5, 0] = -SCORE_TOLERANCE / 2
+    head[0, :4, :] = -5.0  # boxes may be anything finite (clipped later)
+    check_head(head, num_classes=2)
+
+
+def test_error_messages_are_one_line():
+    for head in (np.zeros((1, 3, 9)), np.full((1, 6, 9), np.nan), np.full((1, 6, 9), 2.0)):
+        with pytest.raises(DetectorOutputError) as e:
+            check_head(head, num_classes=2, model="tiny@1")
+        assert "\n" not in str(e.value) and "'tiny@1'" in str(e.value)
 
 
 def test_hand_computed_boxes_clip_and_floor():
@@ -136,6 +205,11 @@ def test_ignored_class_never_wins():
 
 def test_all_ignored_and_bad_class_map():
     head = np.zeros((2, 6, 10), np.float32)
+    bad = np.full((2, 6, 10), np.nan, np.float32)
+    with pytest.raises(DetectorOutputError):  # checked even when no class is mapped
+        decode_yolov8(
+            bad, num_classes=2, class_map=(None, None), score_floor=0.0, nms_iou=0.5, input_size=64
+        )
     res = decode_yolov8(
         head, num_classes=2, class_map=(None, None), score_floor=0.0, nms_iou=0.5, input_size=64
     )

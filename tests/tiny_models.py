@@ -5,6 +5,11 @@ pure blue ones, class 2 (if any) on pure green; every anchor's box is its cell c
 So a red square drawn in a tile is detected as a face and a blue one as a plate.
 
 ``build_constant_detector``: outputs fixed boxes/scores whatever the input (decode tests).
+``build_raw_head_detector``: outputs any fixed (C, A) head (broken heads: zeros, NaN, wrong C,
+anchor-major), for the output-contract tests.
+
+``color_head`` is the colour detector in numpy (for fake backends); ``write_color_canary``
+writes a detector canary folder of red/blue squares the colour detector passes.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnx
 import yaml
@@ -56,6 +62,7 @@ def build_color_detector(
     num_classes: int = 2,
     extra_channels: int = 0,
     input_dtype: str = "float32",
+    anchors_first: bool = False,
 ) -> Path:
     """Write a colour "detector" ONNX model and return its path.
 
@@ -65,6 +72,7 @@ def build_color_detector(
         num_classes: 1 (red), 2 (red, blue) or 3 (red, blue, green).
         extra_channels: zero channels appended after the class scores (like pose keypoints).
         input_dtype: "float32" or "float16" input tensor.
+        anchors_first: output [B, A, C] instead of [B, C, A] (a transposed head).
 
     Input ``images`` [B, 3, S, S] in [0, 1]; output ``output0`` [B, 4 + nc + extra, (S/8)^2]:
     cx, cy, w=24, h=24 per cell, then per class sigmoid(16 * (mean purity of the cell - 0.5)),
@@ -149,17 +157,19 @@ def build_color_detector(
             )
         )
         parts.append("ex")
-    nodes.append(helper.make_node("Concat", parts, ["output0"], axis=1))
     channels = 4 + num_classes + extra_channels
+    if anchors_first:
+        nodes.append(helper.make_node("Concat", parts, ["head"], axis=1))
+        nodes.append(helper.make_node("Transpose", ["head"], ["output0"], perm=[0, 2, 1]))
+        out_shape: list[Any] = ["batch", n_anchor, channels]
+    else:
+        nodes.append(helper.make_node("Concat", parts, ["output0"], axis=1))
+        out_shape = ["batch", channels, n_anchor]
     graph = helper.make_graph(
         nodes,
         "color_detector",
         [_input(size, TensorProto.FLOAT16 if input_dtype == "float16" else TensorProto.FLOAT)],
-        [
-            helper.make_tensor_value_info(
-                "output0", TensorProto.FLOAT, ["batch", channels, n_anchor]
-            )
-        ],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)],
         initializer=init,
     )
     return _save(graph, path)
@@ -184,10 +194,29 @@ def build_constant_detector(
         raise ValueError(f"boxes must be (A, 4), got {b.shape}")
     if s.ndim != 2 or s.shape[0] != b.shape[0]:
         raise ValueError(f"scores must be (A, nc) with A={b.shape[0]}, got {s.shape}")
-    head = np.concatenate([b.T, s.T], axis=0)[None]  # (1, 4 + nc, A)
+    return build_raw_head_detector(path, np.concatenate([b.T, s.T], axis=0), size=size)
+
+
+def build_raw_head_detector(path: str | Path, head: np.ndarray, *, size: int = 64) -> Path:
+    """Write a model whose output is always ``head`` (any values, NaN included), per image.
+
+    Args:
+        path: output .onnx file.
+        head: (D1, D2) float32 array: output ``output0`` is [B, D1, D2] (a proper head is
+            (4 + nc + extra, A); pass e.g. ``np.zeros((3, A))`` or a transposed head to
+            build a broken one).
+        size: S, square input size in pixels.
+
+    The output is ``head + 0 * mean(image)`` so it depends on the input (no constant folding
+    of the batch dim); NaN stays NaN.
+    """
+    h = np.asarray(head, np.float32)
+    if h.ndim != 2:
+        raise ValueError(f"head must be 2-D (D1, D2), got {h.shape}")
     init = [
-        numpy_helper.from_array(head, "head"),
+        numpy_helper.from_array(h[None], "head"),
         numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        numpy_helper.from_array(np.array([0, 1, 1], np.int64), "shape"),
     ]
     nodes = [
         helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),  # [B,1,1,1]
@@ -195,15 +224,62 @@ def build_constant_detector(
         helper.make_node("Mul", ["m3", "zero"], ["z"]),
         helper.make_node("Add", ["z", "head"], ["output0"]),
     ]
-    init.append(numpy_helper.from_array(np.array([0, 1, 1], np.int64), "shape"))
     graph = helper.make_graph(
         nodes,
-        "constant_detector",
+        "raw_head_detector",
         [_input(size, TensorProto.FLOAT)],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", *head.shape[1:]])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", *h.shape])],
         initializer=init,
     )
     return _save(graph, path)
+
+
+def color_head(images: np.ndarray, num_classes: int = 2) -> np.ndarray:
+    """The colour detector in numpy: (B, 3, S, S) float in [0, 1] -> (B, 4 + nc, (S/8)^2)
+    float32, the same head ``build_color_detector`` computes (no extra channels)."""
+    x = np.asarray(images, np.float32)
+    b, _, size, _ = x.shape
+    n = size // STRIDE
+    planes = {c: x[:, ch] for c, ch in _CHANNEL.items()}
+    scores = []
+    for color in _COLORS[:num_classes]:
+        others = np.maximum(*[planes[c] for c in _CHANNEL if c != color])
+        purity = np.maximum(planes[color] - others, 0.0)
+        cell = purity.reshape(b, n, STRIDE, n, STRIDE).mean(axis=(2, 4)).reshape(b, -1)
+        scores.append(1.0 / (1.0 + np.exp(-SHARPNESS * (cell - 0.5))))
+    centres = anchor_centres(size)
+    boxes = np.concatenate([centres.T, np.full((2, n * n), BOX_SIZE, np.float32)], axis=0)
+    head = np.concatenate([np.broadcast_to(boxes, (b, 4, n * n)), np.stack(scores, 1)], axis=1)
+    return head.astype(np.float32)
+
+
+#: The colour canary: (file, (W, H), [(colour, class, x0, y0, side)]).
+COLOR_CANARY = (
+    ("red.png", (48, 40), [("red", "face", 8, 8, 16)]),
+    ("blue.png", (56, 32), [("blue", "license_plate", 32, 8, 16)]),
+)
+
+
+def write_color_canary(folder: str | Path, *, min_iou: float = 0.3) -> Path:
+    """Write a detector canary (``canary.yaml`` + PNG crops) that the colour detector passes:
+    a 16 px red square (face) and a 16 px blue square (plate) on grey, each in its own crop
+    (<= 56 px, so it fits any colour-detector tile). Returns the folder."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    crops = []
+    for name, (w, h), squares in COLOR_CANARY:
+        img = np.full((h, w, 3), 90, np.uint8)
+        objects = []
+        for color, cls, x0, y0, side in squares:
+            img = draw_square(img, x0, y0, side, color)
+            objects.append({"class": cls, "box": [x0, y0, x0 + side, y0 + side]})
+        if not cv2.imwrite(str(root / name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {root / name}")
+        crops.append({"file": name, "objects": objects})
+    (root / "canary.yaml").write_text(
+        yaml.safe_dump({"version": 1, "min_iou": min_iou, "crops": crops})
+    )
+    return root
 
 
 def draw_square(image: np.ndarray, x0: int, y0: int, side: int, color: str = "red") -> np.ndarray:

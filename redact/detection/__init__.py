@@ -1,6 +1,21 @@
-"""Detectors: YOLOv8 ONNX handlers for Beam RunInference, union ensemble, model registry."""
+"""Detectors: YOLOv8 ONNX handlers for Beam RunInference, union ensemble, model registry,
+the head output contract and the detector canary."""
 
-from redact.detection.base import DetectorHandler, DetectorModel, TileInference, preprocess
+from redact.detection.base import (
+    BackendUnavailableError,
+    DetectorHandler,
+    DetectorModel,
+    TileInference,
+    preprocess,
+)
+from redact.detection.canary import (
+    Canary,
+    CanaryError,
+    CanaryReport,
+    check_detectors,
+    load_canary,
+    run_canary,
+)
 from redact.detection.ensemble import (
     EnsembleModelHandler,
     describe_models,
@@ -14,11 +29,16 @@ from redact.detection.registry import (
     ModelSpec,
     verify,
 )
-from redact.detection.yolo import decode_yolov8, nms
+from redact.detection.yolo import DetectorOutputError, check_head, decode_yolov8, nms
 
 __all__ = [
+    "BackendUnavailableError",
+    "Canary",
+    "CanaryError",
+    "CanaryReport",
     "DetectorHandler",
     "DetectorModel",
+    "DetectorOutputError",
     "EnsembleModelHandler",
     "ModelFileError",
     "ModelRegistry",
@@ -27,10 +47,14 @@ __all__ = [
     "OnnxDetectorModel",
     "TileInference",
     "YoloOnnxModelHandler",
+    "check_detectors",
+    "check_head",
     "decode_yolov8",
     "describe_models",
+    "load_canary",
     "make_detector_handler",
     "nms",
     "preprocess",
+    "run_canary",
     "verify",
 ]

@@ -1,13 +1,16 @@
 """Shared detector plumbing for Beam RunInference: result type, preprocessing, decoding.
 
 A backend (ONNX Runtime, TensorRT, ...) subclasses :class:`DetectorHandler` and implements
-only :meth:`DetectorHandler.load_model`, returning a :class:`DetectorModel` (input geometry +
-a raw ``forward``). Preprocessing, resizing, decoding, timing and the result type are here.
+only :meth:`DetectorHandler.open_model`, returning a :class:`DetectorModel` (input geometry +
+a raw ``forward``). Preprocessing, resizing, decoding, the output contract check, the canary
+run by ``load_model``, timing and the result type are here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +20,10 @@ import cv2
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from redact.config import ModelConfig
+from redact.classes import ObjectClass
+from redact.config import ModelConfig, RedactConfig
+from redact.detection.canary import CanaryReport
+from redact.detection.canary import prove as prove_on_canary
 from redact.detection.registry import ModelFileError, ModelSpec
 from redact.detection.yolo import decode_yolov8
 from redact.detections import Detections
@@ -25,6 +31,20 @@ from redact.detections import Detections
 METRICS_NAMESPACE = "redact_detector"
 TENSORRT_ERROR = "TensorRT backend requires the [tensorrt] extra and a GPU"
 DEFAULT_INPUT_SIZE = 640
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend cannot run on this machine (e.g. TensorRT without the extra or a GPU)."""
+
+
+def default_blur_thresholds() -> dict[ObjectClass, float]:
+    """The per-class ``blur`` thresholds of a default :class:`RedactConfig` (the shipped
+    operating point), for handlers built without a config."""
+    field = next(f for f in dataclasses.fields(RedactConfig) if f.name == "thresholds")
+    if field.default_factory is dataclasses.MISSING:  # pragma: no cover - config changed shape
+        raise TypeError("RedactConfig.thresholds has no default")
+    defaults: Mapping[ObjectClass, Any] = field.default_factory()
+    return {ObjectClass(int(c)): float(t.blur) for c, t in defaults.items()}
 
 
 @dataclass(frozen=True)
@@ -55,7 +75,7 @@ class DetectorModel(Protocol):
     input_dtype: np.dtype
 
     def forward(self, images: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) input_dtype in [0, 1] -> raw YOLOv8 head (B, 4+nc[+extra], A)."""
+        """(B, 3, S, S) input_dtype in [0, 1] -> raw YOLOv8 head (B, 4 + nc + extra, A)."""
         ...
 
 
@@ -160,8 +180,25 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
 
     Elements are (S, S, 3) uint8 RGB tiles; results are
     ``PredictionResult(example=None, inference=TileInference, model_id=spec.model_id)``.
-    The constructor is cheap and picklable (spec + config only); subclasses load the model
-    in :meth:`load_model`.
+    Every raw head is checked against the output contract
+    (:func:`redact.detection.yolo.check_head`: exact ``(B, 4 + nc + extra, A)``, finite,
+    scores in [0, 1]); a breach raises, so the batch goes to Beam's dead-letter output.
+
+    The constructor is cheap and picklable (spec, config, thresholds, a folder name);
+    subclasses open the model in :meth:`open_model`. :meth:`load_model` opens it and then
+    proves it on the detector canary (:mod:`redact.detection.canary`) before any inference:
+    a miss raises :class:`~redact.detection.canary.CanaryError`, so the worker fails.
+
+    Args:
+        spec: the resolved registry entry.
+        model_config: batch size, score floor, tile NMS IoU.
+        model_index: index of this model in the ensemble (``Detections.source``).
+        inference_fn: ``fn(model, images, inference_args) -> raw head`` to override the call.
+        blur_thresholds: per-class ``blur`` threshold the canary must be found at (the run
+            config's, see :func:`redact.detection.canary.blur_thresholds`); None (or a class
+            left out) = a default :class:`~redact.config.RedactConfig`'s.
+        canary: canary folder (path); None = the packaged ``models/canary``, resolved on the
+            worker when the model is loaded.
     """
 
     def __init__(
@@ -171,6 +208,8 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
         model_index: int = 0,
         *,
         inference_fn: InferenceFn | None = None,
+        blur_thresholds: Mapping[ObjectClass, float] | None = None,
+        canary: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(
             min_batch_size=model_config.batch_size, max_batch_size=model_config.batch_size
@@ -181,9 +220,37 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
         self.model_config = model_config
         self.model_index = model_index
         self._inference_fn: InferenceFn = inference_fn or default_inference_fn
+        thresholds = default_blur_thresholds()
+        thresholds.update(
+            {ObjectClass(int(c)): float(v) for c, v in (blur_thresholds or {}).items()}
+        )
+        self.blur_thresholds: dict[ObjectClass, float] = thresholds
+        self.canary: str | None = os.fspath(canary) if canary is not None else None
+
+    def open_model(self) -> ModelT:
+        """Read, verify and open the model (backend specific); no canary."""
+        raise NotImplementedError(type(self))
 
     def load_model(self) -> ModelT:
-        raise NotImplementedError(type(self))
+        """:meth:`open_model`, then :meth:`prove` it before any inference.
+
+        Raises:
+            CanaryError: the model missed a canary object (the worker must not run it).
+        """
+        model = self.open_model()
+        try:
+            self.prove(model)
+        except BaseException:
+            close = getattr(model, "close", None)
+            if callable(close):
+                close()  # free device buffers before the worker fails
+            raise
+        return model
+
+    def prove(self, model: ModelT) -> CanaryReport:
+        """Run the canary (``self.canary``) at ``self.blur_thresholds`` through
+        :meth:`run_inference`; raises :class:`~redact.detection.canary.CanaryError` on a miss."""
+        return prove_on_canary(self, model)
 
     def run_inference(
         self,
@@ -198,14 +265,12 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
         size = _target_size(model, self.spec, batch)
         images = preprocess(batch, size, model.input_dtype)
         raw = np.asarray(self._inference_fn(model, images, inference_args))
-        if raw.ndim != 3 or raw.shape[0] != len(batch):
-            raise RuntimeError(
-                f"model {self.spec.model_id}: output shape {raw.shape} does not match a "
-                f"batch of {len(batch)} (expected (B, 4+nc, A))"
-            )
-        decoded = decode_yolov8(
+        decoded = decode_yolov8(  # checks the head contract first (DetectorOutputError)
             raw,
             num_classes=self.spec.num_classes,
+            extra_channels=self.spec.extra_channels,
+            model=self.spec.model_id,
+            batch=len(batch),
             class_map=self.spec.classes,
             score_floor=self.model_config.score_floor,
             nms_iou=self.model_config.tile_nms_iou,

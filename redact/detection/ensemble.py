@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from redact.classes import ObjectClass
 from redact.config import Backend, ModelConfig, RedactConfig
-from redact.detection.base import TENSORRT_ERROR, TileHandlerMixin, TileInference
+from redact.detection.base import (
+    TENSORRT_ERROR,
+    BackendUnavailableError,
+    DetectorHandler,
+    TileHandlerMixin,
+    TileInference,
+)
+from redact.detection.canary import blur_thresholds as config_blur_thresholds
 from redact.detection.registry import ModelRegistry, ModelSpec
 from redact.detections import Detections
 
@@ -35,6 +44,10 @@ class EnsembleModelHandler(
     :class:`redact.detection.base.DetectorHandler`). The loaded model is the list of the
     members' models; ``seconds`` of a tile is summed over members. No suppression happens
     here: the merge stage clusters overlapping boxes (union ensemble, recall first).
+
+    :meth:`load_model` loads every member with its own ``load_model``, so each
+    :class:`~redact.detection.base.DetectorHandler` member proves itself on the canary for the
+    classes it claims; the first miss raises.
     """
 
     def __init__(self, handlers: Sequence[ModelHandler[np.ndarray, PredictionResult, Any]]) -> None:
@@ -54,6 +67,7 @@ class EnsembleModelHandler(
         return self._handlers
 
     def load_model(self) -> LoadedEnsemble:
+        """Load (and so canary-check) every member, in order."""
         return LoadedEnsemble(h.load_model() for h in self._handlers)
 
     def run_inference(
@@ -106,39 +120,57 @@ def _tensorrt_handler_class() -> type:
     try:
         module = importlib.import_module(TENSORRT_MODULE)
     except ImportError as e:
-        raise RuntimeError(f"{TENSORRT_ERROR} ({e})") from e
+        raise BackendUnavailableError(f"{TENSORRT_ERROR} ({e})") from e
     try:
         return module.TensorRTModelHandler
     except AttributeError as e:
-        raise RuntimeError(
+        raise BackendUnavailableError(
             f"{TENSORRT_ERROR} ({TENSORRT_MODULE} has no TensorRTModelHandler)"
         ) from e
 
 
 def make_member_handler(
-    spec: ModelSpec, model_config: ModelConfig, index: int
-) -> ModelHandler[np.ndarray, PredictionResult, Any]:
-    """One detector handler for ``model_config.backend``."""
+    spec: ModelSpec,
+    model_config: ModelConfig,
+    index: int,
+    *,
+    blur_thresholds: Mapping[ObjectClass, float] | None = None,
+    canary: str | os.PathLike[str] | None = None,
+) -> DetectorHandler[Any]:
+    """One detector handler for ``model_config.backend``.
+
+    ``blur_thresholds`` (per class) and ``canary`` (folder; None = packaged) are what its
+    ``load_model`` proves the model against (see :mod:`redact.detection.canary`).
+    """
+    kwargs: dict[str, Any] = {"blur_thresholds": blur_thresholds, "canary": canary}
     if model_config.backend is Backend.ONNX:
         from redact.detection.onnx_handler import YoloOnnxModelHandler
 
-        return YoloOnnxModelHandler(spec, model_config, index)
+        return YoloOnnxModelHandler(spec, model_config, index, **kwargs)
     if model_config.backend is Backend.TENSORRT:
         cls = _tensorrt_handler_class()
-        return cls(spec, model_config, index)
+        handler: DetectorHandler[Any] = cls(spec, model_config, index, **kwargs)
+        return handler
     raise ValueError(f"unsupported backend {model_config.backend!r}")  # pragma: no cover
 
 
 def make_detector_handler(
-    config: RedactConfig, registry: ModelRegistry
+    config: RedactConfig,
+    registry: ModelRegistry,
+    *,
+    canary: str | os.PathLike[str] | None = None,
 ) -> ModelHandler[np.ndarray, PredictionResult, Any]:
     """The handler for ``config.models``: the single model, or a union ensemble.
 
     Resolves every model in the registry (path models are hashed). Model files are
-    checked on the worker when loaded (sha256), not here.
+    checked on the worker when loaded (sha256), and each model then proves itself on the
+    detector canary (``canary`` folder, None = the packaged one) at ``config``'s per-class
+    blur thresholds before any inference.
     """
+    thresholds = config_blur_thresholds(config)
     members = [
-        make_member_handler(registry.resolve(mc), mc, i) for i, mc in enumerate(config.models)
+        make_member_handler(registry.resolve(mc), mc, i, blur_thresholds=thresholds, canary=canary)
+        for i, mc in enumerate(config.models)
     ]
     return members[0] if len(members) == 1 else EnsembleModelHandler(members)
 

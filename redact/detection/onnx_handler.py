@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from redact.classes import ObjectClass
 from redact.config import ModelConfig
 from redact.detection.base import DetectorHandler, InferenceFn, read_verified
 from redact.detection.registry import ModelFileError, ModelSpec
@@ -45,20 +47,37 @@ class OnnxDetectorModel:
     input_dtype: np.dtype
 
     def forward(self, images: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) -> raw head (B, 4+nc[+extra], A) as float32."""
+        """(B, 3, S, S) -> raw head (B, 4 + nc + extra, A) as float32."""
         out = self.session.run([self.output_name], {self.input_name: images})[0]
         return np.asarray(out, dtype=np.float32)
 
 
-def _static_size(shape: Sequence[Any]) -> int | None:
+def _static_size(shape: Sequence[Any], where: str) -> int | None:
     if len(shape) != 4:
-        raise ModelFileError(f"model input must be 4-D (B, 3, H, W), got {list(shape)}")
+        raise ModelFileError(f"{where}: input must be 4-D (B, 3, H, W), got {list(shape)}")
     h, w = shape[2], shape[3]
     if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
         if h != w:
-            raise ModelFileError(f"model input must be square, got {h}x{w}")
+            raise ModelFileError(f"{where}: input must be square, got {h}x{w}")
         return h
     return None
+
+
+def check_head_declaration(shape: Sequence[Any], spec: ModelSpec, where: str) -> None:
+    """Refuse, at load time, a head whose declared shape cannot be (B, C, A) with the
+    registered C (dynamic dims are checked on every batch instead).
+
+    Raises:
+        ModelFileError: one line naming the model, the declared and the expected shape.
+    """
+    dims = list(shape)
+    channels = dims[1] if len(dims) == 3 else None
+    if len(dims) != 3 or (isinstance(channels, int) and channels != spec.head_channels):
+        raise ModelFileError(
+            f"{where}: head {dims} is not (B, {spec.head_channels}, A) = 4 box + "
+            f"{spec.num_classes} class + {spec.extra_channels} extra channels (registry "
+            f"num_classes / extra_channels)"
+        )
 
 
 class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
@@ -76,6 +95,11 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
         allow_spinning: whether idle intra-op threads busy-wait for work. ``None`` (default)
             keeps ONNX Runtime's default (spin). Turning it off frees the cores between
             batches for decoding, tiling and encoding on small machines.
+        blur_thresholds: per-class blur thresholds the canary must reach (see
+            :class:`~redact.detection.base.DetectorHandler`).
+        canary: canary folder; None = the packaged ``models/canary``.
+
+    :meth:`load_model` opens the session and runs the canary before any inference.
 
     CPU session settings: ``intra_op_num_threads`` from ``model_config.intra_op_threads``
     (0 = one per physical core), one inter-op thread (the graph runs sequentially: a YOLO
@@ -93,8 +117,17 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
         inference_fn: InferenceFn | None = None,
         graph_optimization: str = "all",
         allow_spinning: bool | None = None,
+        blur_thresholds: Mapping[ObjectClass, float] | None = None,
+        canary: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(spec, model_config, model_index, inference_fn=inference_fn)
+        super().__init__(
+            spec,
+            model_config,
+            model_index,
+            inference_fn=inference_fn,
+            blur_thresholds=blur_thresholds,
+            canary=canary,
+        )
         if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
             raise ValueError(
                 f"graph_optimization must be one of {sorted(GRAPH_OPTIMIZATION_LEVELS)}, "
@@ -132,8 +165,9 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
         available = set(ort.get_available_providers())
         return [p for p in _PREFERRED_PROVIDERS if p in available] or ["CPUExecutionProvider"]
 
-    def load_model(self) -> OnnxDetectorModel:
-        """Read the model bytes via FileSystems (local, gs://, s3://), check sha256, open."""
+    def open_model(self) -> OnnxDetectorModel:
+        """Read the model bytes via FileSystems (local, gs://, s3://), check sha256, open the
+        session and check the declared input and head shapes (no canary: see load_model)."""
         import onnxruntime as ort
 
         data = read_verified(self.spec, "model")
@@ -145,16 +179,18 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
             raise ModelFileError(
                 f"cannot load model {self.spec.name!r} from {self.spec.uri}: {e}"
             ) from e
+        where = f"model {self.spec.name!r} at {self.spec.uri}"
         inp = session.get_inputs()[0]
         if inp.type not in _DTYPES:
             raise ModelFileError(
-                f"model {self.spec.name!r}: unsupported input type {inp.type} "
-                "(expected float or float16)"
+                f"{where}: unsupported input type {inp.type} (expected float or float16)"
             )
+        head = session.get_outputs()[0]
+        check_head_declaration(head.shape, self.spec, where)
         return OnnxDetectorModel(
             session=session,
             input_name=inp.name,
-            output_name=session.get_outputs()[0].name,
-            input_size=_static_size(inp.shape),
+            output_name=head.name,
+            input_size=_static_size(inp.shape, where),
             input_dtype=_DTYPES[inp.type],
         )

@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from redact.classes import ObjectClass
 from redact.config import ModelConfig
-from redact.detection.base import TENSORRT_ERROR, DetectorHandler, InferenceFn, read_verified
+from redact.detection.base import (
+    TENSORRT_ERROR,
+    BackendUnavailableError,
+    DetectorHandler,
+    InferenceFn,
+    read_verified,
+)
 from redact.detection.registry import ModelFileError, ModelSpec
 
 _CUDA_MODULES = ("cuda.bindings.runtime", "cuda.cudart")
@@ -129,6 +137,25 @@ def plan_io(tensors: Sequence[TensorInfo]) -> IOPlan:
     return IOPlan(inp, outputs, max_shape[0], max_shape, size)
 
 
+def check_engine_head(head: TensorInfo, spec: ModelSpec) -> None:
+    """Refuse an engine whose head is not (B, C, A) with the registered C (exactly).
+
+    Raises:
+        ModelFileError: one line naming the engine, the head shape and the expected one.
+    """
+    shape = head.shape
+    channels = shape[1] if len(shape) == 3 else None
+    if len(shape) != 3 or (
+        channels is not None and channels > 0 and channels != spec.head_channels
+    ):
+        got = f"{channels} channels" if channels is not None else f"{len(shape)} dims"
+        raise ModelFileError(
+            f"engine {spec.name!r} at {spec.uri}: head {head.name!r} {shape} has {got}, "
+            f"expected (B, {spec.head_channels}, A) = 4 box + {spec.num_classes} class + "
+            f"{spec.extra_channels} extra channels"
+        )
+
+
 def split_batch(n: int, max_batch: int) -> list[tuple[int, int]]:
     """``[start, stop)`` ranges covering ``n`` items in chunks of at most ``max_batch``."""
     if max_batch < 1:
@@ -179,18 +206,20 @@ class _Cuda:
 
 
 def _import_backend() -> tuple[Any, Any]:
-    """(tensorrt module, cuda-python runtime module), or RuntimeError with the reason."""
+    """(tensorrt module, cuda-python runtime module), or BackendUnavailableError."""
     try:
         trt = importlib.import_module("tensorrt")
     except ImportError as e:
-        raise RuntimeError(f"{TENSORRT_ERROR}: cannot import tensorrt ({e})") from e
+        raise BackendUnavailableError(f"{TENSORRT_ERROR}: cannot import tensorrt ({e})") from e
     errors = []
     for name in _CUDA_MODULES:
         try:
             return trt, importlib.import_module(name)
         except ImportError as e:
             errors.append(f"{name}: {e}")
-    raise RuntimeError(f"{TENSORRT_ERROR}: cannot import cuda-python ({'; '.join(errors)})")
+    raise BackendUnavailableError(
+        f"{TENSORRT_ERROR}: cannot import cuda-python ({'; '.join(errors)})"
+    )
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -258,7 +287,7 @@ class TensorRTDetectorModel:
             self._cuda.free(ptr)
 
     def forward(self, images: np.ndarray) -> np.ndarray:
-        """(B, 3, S, S) float in [0, 1] -> raw head (B, 4+nc[+extra], A) float32.
+        """(B, 3, S, S) float in [0, 1] -> raw head (B, 4 + nc + extra, A) float32.
 
         Batches larger than the profile max are run in chunks and concatenated in order.
         """
@@ -317,6 +346,12 @@ class TensorRTModelHandler(DetectorHandler[TensorRTDetectorModel]):
         model_index: index of this model in the ensemble.
         device: CUDA device ordinal.
         inference_fn: ``fn(model, images, inference_args) -> raw head`` override.
+        blur_thresholds: per-class blur thresholds the canary must reach (see
+            :class:`~redact.detection.base.DetectorHandler`).
+        canary: canary folder; None = the packaged ``models/canary``.
+
+    :meth:`load_model` opens the engine and runs the canary before any inference; every
+    batch's head is checked against the output contract (shape, finite, scores in [0, 1]).
     """
 
     def __init__(
@@ -327,20 +362,30 @@ class TensorRTModelHandler(DetectorHandler[TensorRTDetectorModel]):
         *,
         device: int = 0,
         inference_fn: InferenceFn | None = None,
+        blur_thresholds: Mapping[ObjectClass, float] | None = None,
+        canary: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(spec, model_config, model_index, inference_fn=inference_fn)
+        super().__init__(
+            spec,
+            model_config,
+            model_index,
+            inference_fn=inference_fn,
+            blur_thresholds=blur_thresholds,
+            canary=canary,
+        )
         if device < 0:
             raise ValueError(f"device must be >= 0, got {device}")
         self.device = device
 
-    def load_model(self) -> TensorRTDetectorModel:
-        """Import TensorRT, read + sha256-check the engine, deserialize, bind buffers."""
+    def open_model(self) -> TensorRTDetectorModel:
+        """Import TensorRT, read + sha256-check the engine, deserialize, check the head,
+        bind buffers (no canary: see load_model)."""
         trt, cudart = _import_backend()
         cuda = _Cuda(cudart)
         try:
             cuda.set_device(self.device)
         except RuntimeError as e:
-            raise RuntimeError(f"{TENSORRT_ERROR}: CUDA init failed ({e})") from e
+            raise BackendUnavailableError(f"{TENSORRT_ERROR}: CUDA init failed ({e})") from e
         data = read_verified(self.spec, "engine")
         plan_bytes, metadata = strip_ultralytics_header(data)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -351,12 +396,7 @@ class TensorRTModelHandler(DetectorHandler[TensorRTDetectorModel]):
                 f"{self.spec.uri} (built for another TensorRT version or GPU?)"
             )
         plan = plan_io(_tensor_infos(trt, engine))
-        channels = plan.head.shape[1] if len(plan.head.shape) == 3 else -1
-        if channels > 0 and channels < 4 + self.spec.num_classes:
-            raise ModelFileError(
-                f"engine {self.spec.name!r}: head has {channels} channels, fewer than "
-                f"4 + {self.spec.num_classes} classes"
-            )
+        check_engine_head(plan.head, self.spec)
         context = engine.create_execution_context()
         if context is None:
             raise RuntimeError(

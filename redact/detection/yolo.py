@@ -1,8 +1,10 @@
 """Decoding raw YOLOv8 detection heads into :class:`Detections`.
 
-A YOLOv8 (ultralytics export, ``nms=False``) head is ``(B, 4 + nc [+ extra], A)``: per anchor
+A YOLOv8 (ultralytics export, ``nms=False``) head is ``(B, 4 + nc + extra, A)``: per anchor
 the box ``cx, cy, w, h`` in input pixels, then ``nc`` class scores (already sigmoid-ed), then
-any extra channels (e.g. 15 keypoint values of a 5-point face pose model), which are ignored.
+the registry's ``extra_channels`` (e.g. 15 keypoint values of a 5-point face pose model),
+which are ignored. The layout is a contract, checked on every batch (:func:`check_head`):
+nothing is transposed or guessed.
 """
 
 from __future__ import annotations
@@ -18,24 +20,76 @@ DEFAULT_MAX_CANDIDATES = 30_000  # pre-NMS cap per image (ultralytics uses the s
 DEFAULT_MAX_DETECTIONS = 1_000  # post-NMS cap per image: generous, recall first
 
 
-def to_channels_first(output: np.ndarray, num_classes: int) -> np.ndarray:
-    """Return a (B, C, A) view of a head laid out either (B, C, A) or (B, A, C).
+SCORE_TOLERANCE = 1e-3  # class scores may stray this far outside [0, 1] (fp16 rounding)
 
-    The channel axis is the one with at least ``4 + num_classes`` entries; when both
-    qualify, the smaller one (anchors vastly outnumber channels in real heads).
+
+class DetectorOutputError(RuntimeError):
+    """A detector's raw head breaks the output contract: wrong shape, NaN/inf, or class scores
+    outside [0, 1]. Raised per batch, so Beam sends the batch to the dead-letter output."""
+
+
+def _who(model: str) -> str:
+    return f"model {model!r}" if model else "model"
+
+
+def check_head(
+    output: np.ndarray,
+    *,
+    num_classes: int,
+    extra_channels: int = 0,
+    model: str = "",
+    batch: int | None = None,
+) -> np.ndarray:
+    """Check a raw YOLOv8 head against its contract and return it unchanged.
+
+    The head must be exactly ``(B, 4 + num_classes + extra_channels, A)``: nothing is
+    transposed or guessed (a ``(B, A, C)`` head, or a channel count other than the registered
+    one, is refused). The box and score channels must be finite, and the scores in [0, 1]
+    (within :data:`SCORE_TOLERANCE`). Extra channels are not checked.
+
+    Args:
+        output: the raw head.
+        num_classes: nc, score channels after the 4 box channels.
+        extra_channels: channels after the scores (registry ``extra_channels``).
+        model: model id for the error messages.
+        batch: expected B (None = any).
+
+    Raises:
+        DetectorOutputError: one line naming the model, what was got and what was expected.
     """
-    if output.ndim != 3:
-        raise ValueError(f"YOLO output must be 3-D (B, C, A), got shape {output.shape}")
-    need = 4 + num_classes
-    d1, d2 = output.shape[1], output.shape[2]
-    if d1 >= need and (d1 <= d2 or d2 < need):
-        return output
-    if d2 >= need:
-        return output.transpose(0, 2, 1)
-    raise ValueError(
-        f"YOLO output shape {output.shape} has no axis with >= {need} channels "
-        f"(4 box + {num_classes} classes)"
-    )
+    out = np.asarray(output)
+    need = 4 + num_classes + extra_channels
+    b = "B" if batch is None else f"B={batch}"
+    expected = f"({b}, {need}, A) = 4 box + {num_classes} class + {extra_channels} extra channels"
+    if (
+        out.ndim != 3
+        or out.shape[1] != need
+        or out.shape[2] < 1
+        or (batch is not None and out.shape[0] != batch)
+    ):
+        raise DetectorOutputError(
+            f"{_who(model)}: raw head has shape {tuple(out.shape)}, expected {expected} "
+            "(a transposed or differently sized head is refused, never reinterpreted)"
+        )
+    if not np.issubdtype(out.dtype, np.floating):
+        raise DetectorOutputError(f"{_who(model)}: raw head has dtype {out.dtype}, expected float")
+    core = out[:, : 4 + num_classes, :]
+    finite = np.isfinite(core)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        i, c, a = (int(v) for v in bad[0])
+        raise DetectorOutputError(
+            f"{_who(model)}: raw head has {len(bad)} non-finite (NaN/inf) box/score values, "
+            f"first {float(core[i, c, a])} at image {i}, channel {c}, anchor {a}"
+        )
+    scores = core[:, 4:, :]
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo < -SCORE_TOLERANCE or hi > 1.0 + SCORE_TOLERANCE:
+        raise DetectorOutputError(
+            f"{_who(model)}: class scores span [{lo:.4g}, {hi:.4g}], expected [0, 1] "
+            "(the head must carry sigmoid scores; wrong num_classes/extra_channels?)"
+        )
+    return out
 
 
 def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -116,13 +170,16 @@ def decode_yolov8(
     nms_iou: float,
     input_size: int | tuple[int, int],
     source: int = 0,
+    extra_channels: int = 0,
+    model: str = "",
+    batch: int | None = None,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     max_detections: int = DEFAULT_MAX_DETECTIONS,
 ) -> list[Detections]:
     """Decode a YOLOv8 head into one :class:`Detections` per image.
 
     Args:
-        output: (B, 4 + nc [+ extra], A) or (B, A, 4 + nc [+ extra]) float raw head.
+        output: (B, 4 + nc + extra, A) float raw head; checked by :func:`check_head`.
         num_classes: nc, the number of score channels after the 4 box channels.
         class_map: nc entries, model class index -> ObjectClass, or None to ignore the class.
         score_floor: candidates with best mapped score below this are dropped.
@@ -130,16 +187,24 @@ def decode_yolov8(
         input_size: model input size in pixels, ``S`` or ``(width, height)``; boxes are
             clipped to it.
         source: value stored in ``Detections.source`` (model index in the ensemble).
+        extra_channels: channels after the class scores (ignored, but part of the shape).
+        model: model id for error messages.
+        batch: expected B (None = any).
         max_candidates: keep at most this many top-scoring candidates before NMS.
         max_detections: keep at most this many boxes after NMS.
 
     Returns:
         B Detections in input pixel coordinates, class_id = ObjectClass values.
+
+    Raises:
+        DetectorOutputError: the head breaks its contract (see :func:`check_head`).
     """
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     mapped, ids = _class_table(class_map, num_classes)
-    out = to_channels_first(np.asarray(output), num_classes)
+    out = check_head(
+        output, num_classes=num_classes, extra_channels=extra_channels, model=model, batch=batch
+    )
     w_in, h_in = (input_size, input_size) if isinstance(input_size, int) else input_size
     results: list[Detections] = []
     if not mapped.any():
