@@ -39,9 +39,11 @@ RUN pip install --upgrade pip \
 # Detector weights, baked in so workers never download anything at run time. The default
 # config's detector is in models/ (copied above); build/teachers/ carries the optional teacher
 # weights for configs that list them (may be empty; filled on the build machine as in
-# docs/season.md). Every model of the default config is sha256-checked.
+# docs/season.md). Every model of the default config is sha256-checked, from outside
+# /opt/redact so that the installed package (its packaged configs/ and models/) is checked, not
+# the sources copied above.
 COPY build/teachers/ /opt/redact/cache/teachers/
-RUN python -c "from redact.cli import load_config; from redact.detection import ModelRegistry; \
+RUN cd / && python -c "from redact.cli import load_config; from redact.detection import ModelRegistry; \
 r = ModelRegistry.load(); [r.verify(r.resolve(m)) for m in load_config(None).models]; print('models ok')"
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

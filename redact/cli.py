@@ -3,16 +3,22 @@
 Unknown ``--options`` of commands that run a Beam job are passed to Beam (``--runner``,
 ``--direct_num_workers``, ``--project``, ``--region``, ``--temp_location``, ...), so the same
 command submits to Dataflow. Subcommands live in :mod:`redact.commands`.
+
+Errors the user can fix (bad arguments, config, registry, model files, canary, unwritable
+output) end in one line ``redact: error: ...`` and exit status 2; anything else in one line and
+exit status 1. ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
+import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,11 @@ import yaml
 
 from redact import __version__
 from redact.config import RedactConfig
-from redact.errors import ConfigError, UsageError
+from redact.errors import UsageError
+from redact.resources import config_path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+#: The packaged default config (``redact.resources.config_path()``), kept for callers.
+DEFAULT_CONFIG: Path = config_path()
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
@@ -42,7 +49,8 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def load_config(path: str | None, overrides: Sequence[str] = ()) -> RedactConfig:
-    cfg_path = Path(path) if path else DEFAULT_CONFIG
+    """``path`` (default: the packaged default config) with ``--set`` overrides applied."""
+    cfg_path = Path(path) if path else config_path()
     return RedactConfig.load(cfg_path, _parse_set(overrides))
 
 
@@ -56,9 +64,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"redact {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error (any position)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     register_all(sub)
+    _add_debug_flag(parser)
     return parser
+
+
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the subcommand too (``redact run ... --debug``), not passed to Beam."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if "--debug" not in child._option_string_actions:
+                    child.add_argument(
+                        "--debug",
+                        action="store_true",
+                        default=argparse.SUPPRESS,
+                        help="traceback of an error",
+                    )
+                _add_debug_flag(child)
+
+
+class _LogFormatter(logging.Formatter):
+    """Log lines without the tracebacks of logged exceptions unless ``tracebacks``."""
+
+    def __init__(self, fmt: str, *, tracebacks: bool) -> None:
+        super().__init__(fmt)
+        self.tracebacks = tracebacks
+
+    def formatException(self, ei: Any) -> str:
+        return super().formatException(ei) if self.tracebacks else ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return super().formatStack(stack_info) if self.tracebacks else ""
+
+
+def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
+    """INFO (``-v``: DEBUG) to stderr; Beam's INFO chatter and logged tracebacks only with
+    ``-v``/``--debug``."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        _LogFormatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", tracebacks=verbose or debug
+        )
+    )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    # Beam's INFO lines (type hint conversions, ...) hide what matters; Dataflow's own (job id,
+    # console URL) stay.
+    logging.getLogger("apache_beam").setLevel(logging.NOTSET if verbose else logging.WARNING)
+    logging.getLogger("apache_beam.runners.dataflow").setLevel(
+        logging.NOTSET if verbose else logging.INFO
+    )
+    # The error of a failing step, which Beam logs before the pipeline raises it: main() reports
+    # it once, in one line.
+    logging.getLogger("apache_beam.runners.common").setLevel(
+        logging.NOTSET if verbose or debug else logging.CRITICAL
+    )
 
 
 def new_run_id() -> str:
@@ -68,10 +132,7 @@ def new_run_id() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose, debug=args.debug)
     if args.command is None:
         parser.print_help()
         return 2
@@ -84,9 +145,105 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unexpected argument(s): {' '.join(bad)}")
     try:
         return int(args.func(args, extra))
-    except (UsageError, ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"redact: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("redact: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        return report_error(e, debug=args.debug)
+
+
+#: Error types the user can fix, by module: looked up in ``sys.modules`` when an error is
+#: reported (a module that never loaded raised none of them; ``redact.detection.canary`` may not
+#: exist yet).
+USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("redact.errors", "UsageError"),
+    ("redact.errors", "ConfigError"),
+    ("redact.detection.registry", "ModelRegistryError"),
+    ("redact.detection.registry", "ModelFileError"),
+    ("redact.detection.canary", "CanaryError"),
+)
+# "ModelFileError: model 'x' at ... [while running 'Infer']": how a Beam runner that re-raised
+# an error from its worker as text (e.g. a RuntimeError holding the worker's traceback) names it.
+_NAMED = re.compile(
+    r"^(?:[\w.]+\.)?(" + "|".join(name for _, name in USER_ERRORS) + r"): (.+)$", re.MULTILINE
+)
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = []
+    for module, name in USER_ERRORS:
+        t = getattr(sys.modules.get(module), name, None)
+        if isinstance(t, type) and issubclass(t, BaseException):
+            types.append(t)
+    return tuple(types)
+
+
+def _chain(e: BaseException) -> Iterator[BaseException]:
+    """``e``, then what caused it (``__cause__``, else ``__context__``), outermost first."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or (None if cur.__suppress_context__ else cur.__context__)
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line of ``text`` without Beam's step annotations."""
+    lines = [ln.strip() for ln in _BEAM_STEP.sub("", text).splitlines() if ln.strip()]
+    return lines[0] if lines else ""
+
+
+def _os_error_line(errors: Sequence[OSError]) -> str:
+    """``strerror: path`` of the first error that names a path (Beam re-raises the original
+    ``OSError`` of a file system as a bare ``OSError(str)``)."""
+    for e in errors:
+        if e.strerror and e.filename is not None:
+            where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else e.filename
+            return f"{e.strerror}: {where}"
+    return _one_line(str(errors[0])) or type(errors[0]).__name__
+
+
+def describe_error(e: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) of an error that ended a command.
+
+    Status 2 for what the user can fix: the project's user errors (also when a Beam runner
+    wrapped them, found through the exception chain or, failing that, named in the message),
+    ``OSError`` (unreadable input, unwritable output) and ``ValueError`` (bad values). Status 1
+    otherwise, with the innermost cause's type and message.
+    """
+    chain = list(_chain(e))
+    user = _user_error_types()
+    for x in chain:
+        if isinstance(x, user):
+            return _one_line(str(x)) or type(x).__name__, 2
+    for x in chain:
+        m = _NAMED.search(str(x))
+        if m:
+            return _one_line(m.group(2)), 2
+    os_errors = [x for x in chain if isinstance(x, OSError)]
+    if os_errors:
+        return _os_error_line(os_errors), 2
+    for x in chain:
+        if isinstance(x, ValueError):
+            return _one_line(str(x)) or type(x).__name__, 2
+    root = chain[-1]
+    text = _one_line(str(root))
+    return (
+        f"{type(root).__name__}{': ' + text if text else ''} "
+        "(unexpected; rerun with --debug for the traceback)",
+        1,
+    )
+
+
+def report_error(e: BaseException, *, debug: bool = False) -> int:
+    """Print ``redact: error: <one line>`` (after the traceback with ``debug``); exit status."""
+    message, status = describe_error(e)
+    if debug:
+        traceback.print_exception(e, file=sys.stderr)
+    print(f"redact: error: {message}", file=sys.stderr)
+    return status
 
 
 def _is_option_value(args: Sequence[str], i: int) -> bool:

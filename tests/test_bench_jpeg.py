@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from redact.bench.stages import psnr_outside
 from redact.io import jpeg_meta
 from redact.io.codec import decode_image, encode_image
+from tests.fixtures.scripts import load_script
+
+load_script("benchmark")  # puts scripts/ (the bench package) on sys.path
+
+from bench.stages import psnr_outside  # noqa: E402
 
 MAXPIX = 50_000_000
 PHOTO = Path(__file__).parent / "data" / "sample_shard" / "photos" / "us_car_0b86cecf.jpg"

@@ -8,12 +8,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from redact.bench.ort_sweep import sweep
 from redact.classes import ObjectClass
 from redact.config import ModelConfig, RedactConfig
 from redact.detection import ModelRegistry, ModelSpec, YoloOnnxModelHandler
 from redact.detection.registry import sha256_of
+from tests.fixtures.scripts import load_script
 from tests.tiny_models import build_color_detector, draw_square
+
+load_script("benchmark")  # puts scripts/ (the bench package) on sys.path
+
+from bench.ort_sweep import sweep  # noqa: E402
 
 FACE, PLATE = ObjectClass.FACE, ObjectClass.LICENSE_PLATE
 

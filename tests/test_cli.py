@@ -1,6 +1,15 @@
-import pytest
+import hashlib
+import os
+import sys
+import types
+from pathlib import Path
 
-from redact.cli import _parse_set, main
+import numpy as np
+import pytest
+import simplejpeg
+import yaml
+
+from redact.cli import _parse_set, describe_error, main
 
 
 def test_help_lists_run(capsys):
@@ -60,7 +69,7 @@ def test_bad_config_value_names_the_key(capsys, tmp_path):
 def test_output_equal_to_input_is_refused(capsys, tmp_path):
     rc = main(["run", "--input", str(tmp_path), "--output", str(tmp_path)])
     assert rc == 2
-    assert "originals are never overwritten" in capsys.readouterr().err
+    assert "originals would be overwritten" in capsys.readouterr().err
 
 
 def test_parse_set():
@@ -114,3 +123,169 @@ def test_beam_options_pass_through(tmp_path, monkeypatch):
     )
     assert rc == 0
     assert seen["beam"] == ["--runner", "DirectRunner", "--direct_num_workers=2"]
+
+
+# --- errors a person can read: one line, exit status 2, the traceback only with --debug ------
+
+
+def _image_folder(root: Path) -> Path:
+    """A folder with one small grey JPEG (the jobs below fail before or at the model)."""
+    src = root / "src"
+    src.mkdir()
+    (src / "grey.jpg").write_bytes(simplejpeg.encode_jpeg(np.full((48, 64, 3), 128, np.uint8)))
+    return src
+
+
+def _registry(root: Path, *, data: bytes | None, sha256: str | None = None) -> Path:
+    """A registry whose ``redact-faceplate-yolov8n`` (the default config's model) is
+    ``root/weights/model.onnx`` holding ``data`` (None: no file), registered with ``sha256``
+    (default: the digest of ``data``)."""
+    weights = root / "weights"
+    weights.mkdir()
+    if data is not None:
+        (weights / "model.onnx").write_bytes(data)
+    digest = sha256 or hashlib.sha256(data or b"").hexdigest()
+    path = root / "registry.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "models": {
+                    "redact-faceplate-yolov8n": {
+                        "version": "test",
+                        "uri": "weights/model.onnx",
+                        "sha256": digest,
+                        "classes": ["face", "license_plate"],
+                        "input_size": 640,
+                    }
+                },
+            }
+        )
+    )
+    return path
+
+
+def _run_args(src: Path, dst: Path | str, *extra: str) -> list[str]:
+    return ["run", "--input", str(src), "--output", str(dst), *extra]
+
+
+def _assert_one_line_error(rc: int, err: str, *needles: str) -> None:
+    assert rc == 2, err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("redact: error: ") and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_corrupt_model_file_one_line(capsys, tmp_path):
+    reg = _registry(tmp_path, data=b"these bytes are not an ONNX model")
+    rc = main(_run_args(_image_folder(tmp_path), tmp_path / "out", "--registry", str(reg)))
+    _assert_one_line_error(
+        rc, capsys.readouterr().err, "cannot load model 'redact-faceplate-yolov8n'", "model.onnx"
+    )
+
+
+def test_missing_model_file_one_line(capsys, tmp_path):
+    reg = _registry(tmp_path, data=None, sha256="0" * 64)
+    rc = main(_run_args(_image_folder(tmp_path), tmp_path / "out", "--registry", str(reg)))
+    _assert_one_line_error(rc, capsys.readouterr().err, "redact-faceplate-yolov8n", "model.onnx")
+
+
+def test_wrong_sha256_one_line_and_traceback_with_debug(capsys, tmp_path):
+    reg = _registry(tmp_path, data=b"weights", sha256="0" * 64)
+    args = _run_args(_image_folder(tmp_path), tmp_path / "out", "--registry", str(reg))
+    _assert_one_line_error(main(args), capsys.readouterr().err, "sha256", "expected " + "0" * 64)
+    assert main([*args, "--debug"]) == 2  # --debug also after the subcommand
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ModelFileError" in err
+    assert err.splitlines()[-1].startswith("redact: error: model 'redact-faceplate-yolov8n'")
+
+
+def test_bad_config_key_one_line_and_traceback_with_debug(capsys, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("merge:\n  bogus: 1\n")
+    args = _run_args(_image_folder(tmp_path), tmp_path / "out", "--config", str(cfg))
+    _assert_one_line_error(main(args), capsys.readouterr().err, "merge", "bogus")
+    assert main(["--debug", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ConfigError" in err
+    assert err.splitlines()[-1].startswith("redact: error: ")
+
+
+def test_output_under_a_file_one_line(capsys, tmp_path):
+    """A path under a regular file cannot be created, also by root."""
+    (tmp_path / "file.txt").write_text("x")
+    dst = tmp_path / "file.txt" / "sub"
+    rc = main(_run_args(_image_folder(tmp_path), dst))
+    _assert_one_line_error(rc, capsys.readouterr().err, str(dst))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_output_folder_one_line(capsys, tmp_path):
+    parent = tmp_path / "readonly"
+    parent.mkdir()
+    parent.chmod(0o500)
+    try:
+        rc = main(_run_args(_image_folder(tmp_path), parent / "out"))
+    finally:
+        parent.chmod(0o700)
+    _assert_one_line_error(rc, capsys.readouterr().err, "Permission denied", str(parent))
+
+
+def test_user_errors_found_through_beam_wrapping():
+    from redact.detection.registry import ModelFileError, ModelRegistryError
+
+    inner = ModelFileError(
+        "model 'm' at /w/m.onnx has sha256 1, expected 2 [while running 'Infer']"
+    )
+    try:
+        try:
+            raise inner
+        except ModelFileError as e:
+            raise RuntimeError("Pipeline failed:\n  long chained message\n  ...") from e
+    except RuntimeError as outer:
+        assert describe_error(outer) == ("model 'm' at /w/m.onnx has sha256 1, expected 2", 2)
+    # A runner that re-raises the worker's error as text (multi-processing DirectRunner).
+    text = RuntimeError(
+        "Error processing instruction bundle_1. Original traceback is\nTraceback (most recent "
+        'call last):\n  File "x.py", line 1, in f\nredact.detection.registry.ModelRegistryError:'
+        " unknown model 'y' [while running 'Detect']\n"
+    )
+    assert describe_error(text) == ("unknown model 'y'", 2)
+    assert describe_error(ModelRegistryError("bad registry")) == ("bad registry", 2)
+    err = PermissionError(13, "Permission denied", "/out/x")
+    wrapped = OSError("[Errno 13] Permission denied: '/out/x'")
+    wrapped.__context__ = err
+    assert describe_error(wrapped) == ("Permission denied: /out/x", 2)
+
+
+def test_canary_error_is_a_user_error(monkeypatch):
+    """``redact.detection.canary.CanaryError`` counts once its module is loaded (and is
+    recognised by name in a Beam runner's text before that)."""
+
+    class CanaryError(RuntimeError):
+        pass
+
+    module = types.ModuleType("redact.detection.canary")
+    module.CanaryError = CanaryError  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "redact.detection.canary", module)
+    assert describe_error(CanaryError("canary red.png: face missed")) == (
+        "canary red.png: face missed",
+        2,
+    )
+    monkeypatch.delitem(sys.modules, "redact.detection.canary")
+    text = RuntimeError("Traceback ...\nredact.detection.canary.CanaryError: canary failed\n")
+    assert describe_error(text) == ("canary failed", 2)
+
+
+def test_unexpected_error_one_line_exit_1(capsys, monkeypatch):
+    def boom(args, extra):
+        raise KeyError("internal")
+
+    monkeypatch.setattr("redact.runner.run_job", boom)
+    rc = main(["run", "--input", "x", "--output", "y"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("redact: error: KeyError: 'internal'") and "--debug" in err
+    assert main(["--debug", "run", "--input", "x", "--output", "y"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err

@@ -9,7 +9,6 @@ import importlib
 # One line per subcommand module; order is the order in ``redact --help``.
 MODULES = (
     "redact.commands.run",
-    "redact.commands.bench",
     "redact.commands.reprocess",
     "redact.commands.report",
     "redact.commands.review",

@@ -6,7 +6,6 @@ import argparse
 from collections.abc import Sequence
 
 from redact.classes import Projection
-from redact.cli import DEFAULT_CONFIG, REPO_ROOT
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -14,7 +13,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         metavar="YAML",
-        help=f"config file (default: {DEFAULT_CONFIG.relative_to(REPO_ROOT)})",
+        help="config file (default: the packaged default.yaml)",
     )
     p.add_argument(
         "--set",
@@ -59,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--run-id", help="identifier stored in every manifest row (default: UTC time + random)"
     )
-    p.add_argument("--registry", help="model registry YAML (default: models/registry.yaml)")
+    p.add_argument(
+        "--registry",
+        help="model registry YAML (default: $REDACT_REGISTRY or the packaged registry.yaml)",
+    )
     add_season_args(p)
     p.set_defaults(func=_run, accepts_beam_args=True)
 

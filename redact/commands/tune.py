@@ -10,8 +10,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from redact.cli import DEFAULT_CONFIG
 from redact.errors import UsageError
+from redact.resources import config_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config",
         metavar="YAML",
-        help="config the result extends (default: configs/default.yaml); edited with --in-place",
+        help="config the result extends (default: the packaged default.yaml); edited with "
+        "--in-place",
     )
     dest = p.add_mutually_exclusive_group(required=True)
     dest.add_argument("--out", metavar="YAML", help="write a new config that extends --config")
@@ -73,7 +74,7 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     target = sweep.TuneTarget(args.target_recall, args.review_recall, args.review_ratio)
     if not 0.0 < args.iou <= 1.0:
         raise UsageError(f"--iou must be in (0, 1], got {args.iou}")
-    base = Path(args.config) if args.config else DEFAULT_CONFIG
+    base = Path(args.config) if args.config else config_path()
     base_cfg = RedactConfig.load(base)  # validate before any work
     labels, _rows, pairing = load_labelled(
         args.labels,

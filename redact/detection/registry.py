@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-import redact
 from redact.classes import ObjectClass
 from redact.config import ModelConfig
 
@@ -45,11 +44,10 @@ def default_cache_dir() -> Path:
 
 
 def default_registry_path() -> Path:
-    """``$REDACT_REGISTRY`` or ``<repo>/models/registry.yaml``."""
-    env = os.environ.get("REDACT_REGISTRY")
-    if env:
-        return Path(env).expanduser()
-    return Path(redact.__file__).resolve().parents[1] / "models" / "registry.yaml"
+    """``$REDACT_REGISTRY`` or the packaged ``models/registry.yaml``."""
+    from redact.resources import registry_path
+
+    return registry_path()
 
 
 def expand_uri(uri: str, base_dir: Path | None) -> str:

@@ -2,7 +2,7 @@
 
 Calls the library functions the Beam pipeline calls, in the same order
 (:class:`redact.pipeline.PrepareImage` then RunInference then
-:func:`redact.pipeline.to_image_space` then :class:`redact.pipeline.FinalizeImage`), with a
+:func:`redact.pipeline.detect.to_image_space` then :class:`redact.pipeline.FinalizeImage`), with a
 timer around each stage:
 
 ``read`` (bytes + sha256), ``decode``, ``tile`` (plan + render every tile, remap maps cached),
@@ -34,7 +34,8 @@ from redact.decision import select_regions
 from redact.detections import Detections
 from redact.io.codec import DecodedImage, decode_image, encode_image
 from redact.io.storage import read_bytes, write_atomic
-from redact.pipeline import resolve_projection, to_image_space
+from redact.pipeline import resolve_projection
+from redact.pipeline.detect import to_image_space
 from redact.records import TileKey, TileResult
 from redact.tiling import (
     RemapCache,

@@ -1,4 +1,4 @@
-"""Benchmark results (the JSON dict built by :mod:`redact.bench.cli`) as tables."""
+"""Benchmark results (the JSON dict built by :mod:`bench.cli`) as tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from redact.bench.stages import STAGES
+from bench.stages import STAGES
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 

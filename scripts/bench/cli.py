@@ -1,12 +1,12 @@
-"""``redact bench`` / ``scripts/benchmark.py``: speed (and recall) against deface.
+"""``scripts/benchmark.py``: speed (and recall) against deface.
 
 Runs, on the same images:
 
-1. the redaction stages in-process (:mod:`redact.bench.stages`), per image;
+1. the redaction stages in-process (:mod:`bench.stages`), per image;
 2. the real Beam job (``redact run``, DirectRunner), one job per image size
-   (:mod:`redact.bench.e2e`);
-3. deface in its own venv (:mod:`redact.bench.baseline`), with face recall on labelled images;
-4. optionally (``--ort-sweep``) ONNX Runtime settings (:mod:`redact.bench.ort_sweep`).
+   (:mod:`bench.e2e`);
+3. deface in its own venv (:mod:`bench.baseline`), with face recall on labelled images;
+4. optionally (``--ort-sweep``) ONNX Runtime settings (:mod:`bench.ort_sweep`).
 
 Prints tables and writes everything as JSON (``--json``) and Markdown (``--markdown``).
 """
@@ -26,15 +26,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from redact.cli import REPO_ROOT
+from bench import REPO_ROOT
 
 DEFACE_PYTHON = REPO_ROOT / ".venv-deface" / "bin" / "python"
 NOT_PREBLURRED = "license_plate (not preblurred)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's options (shared by ``redact bench`` and ``scripts/benchmark.py``)."""
-    from redact.bench.images import DEV_LABELS
+    """The benchmark's options (``scripts/benchmark.py``)."""
+    from bench.images import DEV_LABELS
 
     p.add_argument(
         "--images",
@@ -120,9 +120,9 @@ def _group(width: int, height: int) -> str:
 
 def run(args: argparse.Namespace, command: str) -> int:
     """Run the benchmark; ``command`` is recorded with the results. Returns the exit status."""
-    from redact.bench import report
-    from redact.bench.images import default_images, describe, expand
-    from redact.bench.recall import load_labels
+    from bench import report
+    from bench.images import default_images, describe, expand
+    from bench.recall import load_labels
     from redact.cli import load_config
     from redact.detection import ModelRegistry
 
@@ -185,9 +185,9 @@ def _run_stages(
     args: argparse.Namespace,
     labels: dict[str, Any],
 ) -> dict[str, Any]:
-    from redact.bench.peak import vm_hwm_mb
-    from redact.bench.recall import DONT_CARE, RecallCount, coverage, redact_mask
-    from redact.bench.stages import StageBench
+    from bench.peak import vm_hwm_mb
+    from bench.recall import DONT_CARE, RecallCount, coverage, redact_mask
+    from bench.stages import StageBench
     from redact.classes import ObjectClass, Projection
     from redact.detection import make_detector_handler
 
@@ -234,8 +234,8 @@ def _run_stages(
 def _run_sweep(
     cfg: Any, registry: Any, paths: Sequence[str], args: argparse.Namespace
 ) -> dict[str, Any]:
-    from redact.bench.ort_sweep import sweep
-    from redact.bench.stages import plan_tiles
+    from bench.ort_sweep import sweep
+    from bench.stages import plan_tiles
     from redact.classes import Projection
     from redact.io.codec import decode_image
     from redact.io.storage import read_bytes
@@ -256,7 +256,7 @@ def _run_sweep(
 def _run_e2e(
     paths: Sequence[str], groups: dict[str, str], work: Path, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
-    from redact.bench.e2e import run_job
+    from bench.e2e import run_job
 
     by_group: dict[str, list[str]] = {}
     for p in paths:
@@ -280,8 +280,8 @@ def _run_deface(
     args: argparse.Namespace,
     labels: dict[str, Any],
 ) -> dict[str, Any]:
-    from redact.bench.baseline import INSTALL_HINT, run_deface
-    from redact.bench.recall import RecallCount, coverage, ellipse_mask
+    from bench.baseline import INSTALL_HINT, run_deface
+    from bench.recall import RecallCount, coverage, ellipse_mask
 
     if not os.path.exists(args.deface_python):
         print(

@@ -1,14 +1,15 @@
 """End-to-end wall time of the real Beam job (``redact run``, DirectRunner) over a set of images.
 
 Each group of images (e.g. all 8000x4000 panoramas) runs as its own job in a child process
-(``python -m redact.bench.peak OUT run ...``: ``redact run`` that records its own peak RSS),
-so wall time per image can be given per size. The manifest's per-image ``timings_s`` are read back: the
+(``python -m bench.peak OUT run ...`` with ``scripts/`` on ``PYTHONPATH``: ``redact run`` that
+records its own peak RSS), so wall time per image can be given per size. The manifest's per-image ``timings_s`` are read back: the
 job's fixed overhead (interpreter + Beam start-up, model load, sinks) is the wall time minus
 the sum of the per-image stage times.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -17,13 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import SCRIPTS_DIR
+
 
 @dataclass
 class JobRun:
     group: str
     images: int
     wall_s: float
-    peak_rss_mb: float | None  # VmHWM of the job process (redact.bench.peak)
+    peak_rss_mb: float | None  # VmHWM of the job process (bench.peak)
     returncode: int
     rows: list[dict[str, Any]]
     command: list[str]
@@ -69,6 +72,15 @@ def _read_manifest(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _child_env() -> dict[str, str]:
+    """This environment with ``scripts/`` first on ``PYTHONPATH`` (for ``-m bench.peak``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(SCRIPTS_DIR), env.get("PYTHONPATH", "")) if p
+    )
+    return env
+
+
 def run_job(
     group: str,
     paths: Sequence[str],
@@ -88,7 +100,7 @@ def run_job(
             raise ValueError(f"two benchmark images are named {link.name}")
         link.symlink_to(Path(p).resolve())
     peak_file = work / f"peak-{group}.txt"
-    cmd = [sys.executable, "-m", "redact.bench.peak", str(peak_file)]
+    cmd = [sys.executable, "-m", "bench.peak", str(peak_file)]
     cmd += ["run", "--input", str(src), "--output", str(dst)]
     if config:
         cmd += ["--config", config]
@@ -98,7 +110,7 @@ def run_job(
     log = work / f"log-{group}.txt"
     with open(log, "wb") as f:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_child_env())
         proc.wait()
         wall = time.perf_counter() - t0
     peak = peak_file.read_text().strip() if peak_file.exists() else ""

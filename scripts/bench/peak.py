@@ -4,7 +4,7 @@
 at fork time (Linux keeps the high-water mark across ``exec``); ``VmHWM`` belongs to the
 address space the process has after ``exec``, so it measures the child alone.
 
-``python -m redact.bench.peak OUT ARGS...`` runs ``redact ARGS...`` and writes its peak RSS
+``python -m bench.peak OUT ARGS...`` (``scripts/`` on ``PYTHONPATH``) runs ``redact ARGS...`` and writes its peak RSS
 (MB) to the file OUT when it exits.
 """
 
@@ -34,7 +34,7 @@ def _record(path: str) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
-        print("usage: python -m redact.bench.peak OUT REDACT_ARGS...", file=sys.stderr)
+        print("usage: python -m bench.peak OUT REDACT_ARGS...", file=sys.stderr)
         return 2
     from redact.cli import main as redact_main
 

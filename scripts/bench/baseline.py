@@ -2,7 +2,7 @@
 
 deface is never a dependency of redact: it is installed in a separate environment
 (``python3 -m venv .venv-deface && .venv-deface/bin/pip install deface onnx onnxruntime``)
-and driven by :mod:`redact.bench.deface_driver` in a child process.
+and driven by :mod:`bench.deface_driver` in a child process.
 """
 
 from __future__ import annotations

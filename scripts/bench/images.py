@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from redact.cli import REPO_ROOT
+from bench import REPO_ROOT
 from redact.io import jpeg_meta
 
 SAMPLE_SHARD = REPO_ROOT / "tests" / "data" / "sample_shard"

