@@ -16,6 +16,7 @@ from redact.errors import ImageError, Stage
 from redact.io import codec, jpeg_meta, png_meta
 from redact.io.codec import ImageFormat, decode_image, encode_image
 from redact.io.exif import exif_orientation
+from redact.io.xmp import parse_xmp
 
 _spec = importlib.util.spec_from_file_location(
     "_redact_test_jpeg_meta", Path(__file__).with_name("test_jpeg_meta.py")
@@ -27,6 +28,8 @@ _spec.loader.exec_module(meta_helpers)
 MAXPIX = 50_000_000
 THUMB_MARK = meta_helpers.THUMB_MARK
 GPANO_XMP = meta_helpers.GPANO_XMP
+GPANO_PROPS = meta_helpers.GPANO_PROPS
+ICC = meta_helpers.leak_files.icc_profile()
 seg = meta_helpers.seg
 
 
@@ -55,7 +58,7 @@ def rich_jpeg(stored: np.ndarray, orientation: int = 6, q: int = 90) -> bytes:
     segs = [
         seg(0xE1, b"Exif\x00\x00" + meta_helpers.build_exif(orientation)),
         seg(0xE1, jpeg_meta.XMP_ID + GPANO_XMP),
-        seg(0xE2, b"ICC_PROFILE\x00\x01\x01" + b"fake-icc-profile"),
+        seg(0xE2, b"ICC_PROFILE\x00\x01\x01" + ICC),
         seg(0xE2, b"MPF\x00II*\x00" + b"secondary-image-index"),
         seg(0xED, b"Photoshop 3.0\x008BIM" + THUMB_MARK),
         seg(0xFE, b"camera comment"),
@@ -77,8 +80,9 @@ def test_decode_orientation_6_is_upright() -> None:
     np.testing.assert_array_equal(d.pixels, np.rot90(ref, k=-1))
     # The red corner marker (stored top-left) is at the top-right when upright.
     assert d.pixels[0, -1, 0] > 200 and d.pixels[0, -1, 2] < 60
-    assert d.quality == 90 and d.subsampling == "420" and not d.grayscale and d.alpha is None
-    assert d.xmp == GPANO_XMP
+    assert d.quality == 90 and d.subsampling == "420" and not d.grayscale
+    assert d.stored_orientation == 6 and d.conversions == ()
+    assert d.xmp is not None and parse_xmp(d.xmp) == GPANO_PROPS
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -126,14 +130,15 @@ def test_round_trip_keeps_metadata_and_orientation() -> None:
     assert meta_helpers.read_tag(tiff, (0x8825,), 0x0001) == b"N\x00"
     assert meta_helpers.read_tag(tiff, (0x8769,), 0x9003) == meta_helpers.DATETIME
     assert meta_helpers.next_ifd(tiff) == 0
-    # Thumbnail, Photoshop IRB, MPF and the trailer are gone; XMP is byte-identical.
+    # Thumbnail, Photoshop IRB, MPF, the comment and the trailer are gone; XMP is rebuilt.
     assert THUMB_MARK not in out
-    assert b"MPF\x00" not in out and b"Photoshop" not in out
+    assert b"MPF\x00" not in out and b"Photoshop" not in out and b"camera comment" not in out
     assert b"MOTION-PHOTO-TRAILER" not in out and out.endswith(b"\xff\xd9")
     assert out.count(b"\xff\xd8") == 1
-    assert (0xE1, jpeg_meta.XMP_ID + GPANO_XMP) in segs
-    assert (0xE2, b"ICC_PROFILE\x00\x01\x01fake-icc-profile") in segs
-    assert (0xFE, b"camera comment") in segs
+    xmp = [p for m, p in segs if m == 0xE1 and p.startswith(jpeg_meta.XMP_ID)]
+    assert len(xmp) == 1 and parse_xmp(xmp[0][len(jpeg_meta.XMP_ID) :]) == GPANO_PROPS
+    assert (0xE2, b"ICC_PROFILE\x00\x01\x01" + ICC) in segs
+    assert not any(m == 0xFE for m, _ in segs)
     # Decodes to the same upright image.
     d2 = decode_image(out, max_pixels=MAXPIX)
     assert d2.orientation == 6 and d2.pixels.shape == d.pixels.shape
@@ -216,12 +221,25 @@ def test_progressive_jpeg_decodes_and_truncation_raises() -> None:
         decode_image(data[: int(len(data) * 0.9)], max_pixels=MAXPIX)
 
 
-def test_cmyk_jpeg_is_unsupported() -> None:
-    cmyk = np.full((16, 16, 4), 100, np.uint8)
-    data = simplejpeg.encode_jpeg(cmyk, quality=90, colorspace="CMYK", colorsubsampling="444")
-    with pytest.raises(ImageError) as ei:
-        decode_image(data, max_pixels=MAXPIX)
-    assert ei.value.reason == "unsupported_format" and ei.value.stage is Stage.DECODE
+def test_cmyk_jpeg_converted_to_rgb() -> None:
+    """Adobe (inverted) CMYK, as browsers show it: R = C'K'/255 of the stored values."""
+    rgb = smooth_image(32, 48, seed=4)
+    # Stored inverted CMYK with K' = 255 (no black ink): C' = R, M' = G, Y' = B.
+    cmyk = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    cmyk[:8, :8, 3] = 0  # full black ink in a corner
+    data = simplejpeg.encode_jpeg(
+        np.ascontiguousarray(cmyk), quality=95, colorspace="CMYK", colorsubsampling="444"
+    )
+    assert jpeg_meta.adobe_transform(jpeg_meta.parse_jpeg(data)) == 2  # YCCK
+    d = decode_image(data, max_pixels=MAXPIX)
+    assert d.conversions == ("cmyk_to_rgb",) and not d.grayscale
+    expect = rgb.copy()
+    expect[:8, :8] = 0
+    assert psnr(d.pixels[8:, 8:], expect[8:, 8:]) > 30
+    assert d.pixels[:6, :6].max() < 16
+    out = encode_image(d, d.pixels)
+    assert len(jpeg_meta.parse_jpeg(out).frame.components) == 3  # an ordinary RGB JPEG
+    assert psnr(simplejpeg.decode_jpeg(out), d.pixels) > 35
 
 
 @pytest.mark.parametrize("fraction", [0.5, 0.9, 0.99])
@@ -304,7 +322,12 @@ def _png_with(img_bgr: np.ndarray, extra: list[tuple[bytes, bytes]], trailer: by
     return png_meta.insert_chunks(buf.tobytes(), tuple(extra)) + trailer
 
 
-def test_png_rgba_round_trip_lossless_with_metadata() -> None:
+def _on_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    a = alpha.astype(np.float64)[:, :, None] / 255
+    return np.round(rgb * a + 255 * (1 - a)).astype(np.uint8)
+
+
+def test_png_rgba_flattened_on_white_and_published_opaque() -> None:
     rgb = smooth_image()
     alpha = np.tile(np.arange(128, dtype=np.uint8) * 2, (96, 1))
     bgra = np.dstack([rgb[:, :, ::-1], alpha])
@@ -317,18 +340,48 @@ def test_png_rgba_round_trip_lossless_with_metadata() -> None:
     ]
     d = decode_image(_png_with(bgra, extra, b"AFTER-IEND"), max_pixels=MAXPIX)
     assert d.format is ImageFormat.PNG and not d.grayscale
-    np.testing.assert_array_equal(d.pixels, rgb)
-    np.testing.assert_array_equal(d.alpha, alpha)
-    assert d.xmp == GPANO_XMP
+    assert d.conversions == ("alpha_flattened",)
+    assert np.abs(d.pixels.astype(int) - _on_white(rgb, alpha)).max() <= 1
+    assert d.xmp is not None and parse_xmp(d.xmp) == GPANO_PROPS
     out = encode_image(d, d.pixels)
     assert THUMB_MARK not in out and b"prIv" not in out and b"AFTER-IEND" not in out
+    assert png_meta.read_header(out).color_type == 2  # RGB, no alpha
     st = png_meta.parse_png(out)
     kept = dict(st.chunks)
-    assert kept[b"iTXt"] == itxt and kept[b"tEXt"] == b"Comment\x00hello"
+    assert b"tEXt" not in kept and set(kept) == {b"iTXt", b"eXIf"}
     assert exif_orientation(kept[b"eXIf"]) == 1
     d2 = decode_image(out, max_pixels=MAXPIX)
-    np.testing.assert_array_equal(d2.pixels, rgb)
-    np.testing.assert_array_equal(d2.alpha, alpha)
+    np.testing.assert_array_equal(d2.pixels, d.pixels)
+    assert d2.conversions == ()
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_gray_alpha_and_trns_flattened(depth: int) -> None:
+    pil = pytest.importorskip("PIL.Image")
+    import io
+
+    gray = np.maximum(smooth_image()[:, :, 0], 20)  # the colour key below (7) only where set
+    alpha = np.tile(np.arange(128, dtype=np.uint8) * 2, (96, 1))
+    buf = io.BytesIO()
+    pil.fromarray(np.dstack([gray, alpha]), "LA").save(buf, "PNG")
+    d = decode_image(buf.getvalue(), max_pixels=MAXPIX)
+    assert d.grayscale and d.conversions == ("alpha_flattened",)
+    expect = _on_white(np.repeat(gray[:, :, None], 3, axis=2), alpha)
+    assert np.abs(d.pixels.astype(int) - expect).max() <= 1
+    out = encode_image(d, d.pixels)
+    assert png_meta.read_header(out).color_type == 0
+    # Gray with a tRNS colour key (OpenCV ignores it; viewers do not).
+    key = 7 if depth == 8 else 7 * 257
+    g = gray.astype(np.uint16) * 257 if depth == 16 else gray.copy()
+    g[:10, :10] = key
+    buf = io.BytesIO()
+    mode = "I;16" if depth == 16 else "L"
+    pil.fromarray(g, mode).save(buf, "PNG", transparency=key)
+    assert b"tRNS" in buf.getvalue()
+    d = decode_image(buf.getvalue(), max_pixels=MAXPIX)
+    assert "alpha_flattened" in d.conversions
+    assert (d.pixels[:10, :10] == 255).all()
+    assert np.abs(d.pixels[10:, 10:, 0].astype(int) - gray[10:, 10:]).max() <= 1
 
 
 def test_png_orientation_from_exif() -> None:
@@ -360,12 +413,27 @@ def test_png_truncated_raises(fraction: float) -> None:
     assert ei.value.reason == "truncated"
 
 
-def test_png_16_bit_unsupported() -> None:
-    ok, buf = cv2.imencode(".png", (smooth_image().astype(np.uint16) * 257))
+def test_png_16_bit_rounded_to_8_bit() -> None:
+    img = smooth_image().astype(np.uint16) * 257
+    img[0, 0] = (128, 127, 65535)  # 128/257 = 0.498 -> 0; 127 -> 0; 65535 -> 255
+    img[0, 1] = (129, 385, 386)  # 0.502 -> 1; 1.498 -> 1; 1.502 -> 2 (truncation gives 0, 1, 1)
+    ok, buf = cv2.imencode(".png", img)
     assert ok
-    with pytest.raises(ImageError) as ei:
-        decode_image(buf.tobytes(), max_pixels=MAXPIX)
-    assert ei.value.reason == "unsupported_format"
+    d = decode_image(buf.tobytes(), max_pixels=MAXPIX)
+    assert d.conversions == ("16_to_8_bit",)
+    expect = np.round(img[:, :, ::-1] / 257).astype(np.uint8)
+    np.testing.assert_array_equal(d.pixels, expect)
+    assert tuple(d.pixels[0, 0]) == (255, 0, 0) and tuple(d.pixels[0, 1]) == (2, 1, 1)
+    out = encode_image(d, d.pixels)
+    assert png_meta.read_header(out).bit_depth == 8
+    # 16-bit RGBA: flattened and rounded.
+    bgra = np.dstack([img, np.full(img.shape[:2], 65535, np.uint16)])
+    bgra[:4, :4, 3] = 0
+    ok, buf = cv2.imencode(".png", bgra)
+    d = decode_image(buf.tobytes(), max_pixels=MAXPIX)
+    assert d.conversions == ("alpha_flattened", "16_to_8_bit")
+    assert (d.pixels[:4, :4] == 255).all()
+    np.testing.assert_array_equal(d.pixels[4:, 4:], expect[4:, 4:])
 
 
 def test_too_large_png_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) -> None:

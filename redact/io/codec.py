@@ -1,31 +1,52 @@
-"""Decode and encode JPEG/PNG images, keeping safe metadata and the original's look.
+"""Decode and encode JPEG/PNG images: what is published is what a viewer sees, minus metadata.
 
 Decoding validates the whole file structure first (a truncated or partly decodable file
 raises :class:`redact.errors.ImageError`, never yields half an image), refuses images larger
-than ``max_pixels`` from the header alone (decompression bombs), and returns UPRIGHT RGB
-pixels (EXIF orientation applied). Encoding writes the same format, size, orientation
-(stored pixel order and Orientation tag as in the original), JPEG quality and chroma
-subsampling, grayscale-ness and PNG alpha.
+than ``max_pixels`` from the header alone (decompression bombs), and returns the picture AS A
+VIEWER SHOWS IT, which is also what the detector sees and what gets blurred and published:
 
-Metadata whitelist (everything else is dropped; previews are unblurred copies of the image):
+* EXIF orientation applied (upright pixels);
+* PNG transparency (alpha channel, tRNS colour key, gray+alpha) flattened onto WHITE (a page
+  background): the copy is published opaque, so nothing hidden in the alpha channel can
+  reappear in a viewer;
+* CMYK/YCCK JPEG converted to RGB (Adobe "inverted" CMYK, as browsers read every 4-channel
+  JPEG) and published as an ordinary RGB JPEG;
+* 16-bit PNG rounded to 8 bits.
 
-JPEG
-    * APP1 ``Exif`` -- kept, with the IFD1 thumbnail unlinked and zeroed, and the MakerNote
-      and any other embedded JPEG/strip preview zeroed (:mod:`redact.io.exif`).
-    * APP1 XMP (``http://ns.adobe.com/xap/1.0/``) -- kept byte-identical (GPano panorama tags)
-      unless it embeds images (``xmp:Thumbnails``, ``GImage:Data``, ``GDepth:*``), which are
-      removed (:mod:`redact.io.xmp`).
-    * APP1 extended XMP -- kept, unless it embeds an image (then all its chunks are dropped).
-    * APP2 ``ICC_PROFILE`` and COM -- kept.
-    * Dropped: APP2 MPF (secondary images), APP13 Photoshop IRB (thumbnails), APP0/APP14
-      (re-written by the encoder), every other APPn, and anything after EOI (motion photos,
-      appended images).
-PNG
-    * iCCP, sRGB, gAMA, cHRM (colour rendering), pHYs -- kept.
-    * tEXt/zTXt/iTXt -- kept; ``XML:com.adobe.xmp`` iTXt is scrubbed like JPEG XMP;
-      ImageMagick ``Raw profile type ...`` dumps (may hold thumbnails) are dropped.
-    * eXIf -- kept with the thumbnail removed.
-    * Dropped: everything else (incl. APNG frames, private chunks), data after IEND.
+Encoding writes the same format, size, JPEG quality and chroma subsampling and grayscale-ness.
+The stored pixel order follows the Orientation tag that is actually written: when the rebuilt
+EXIF keeps the tag, pixels are stored as in the original with the tag; when it does not (no
+EXIF, EXIF dropped as malformed, policy without ``orientation``, ``keep_metadata=False``) the
+pixels are stored upright. Every output is checked by :func:`redact.io.leakscan.embedded_images`
+and refused (``ImageError("metadata_leak", stage ENCODE)``: quarantined, not published) if it
+would carry any secondary picture.
+
+Metadata ALLOWLIST (:class:`redact.io.metadata.MetadataPolicy`; everything else is dropped).
+Each kept item is REBUILT from parsed, validated values, never copied as bytes:
+
+EXIF (JPEG APP1 ``Exif``, PNG eXIf; :func:`redact.io.exif.rebuild_exif`)
+    A fresh TIFF block with only the tags of ``exif_groups`` (default ``orientation``,
+    ``capture_time``, ``gps``, ``camera``, ``size``; opt-in ``copyright``), each type/count/
+    value-checked. Never: thumbnails (IFD1), MakerNote, UserComment, serial numbers, owner
+    names, ImageUniqueID, unknown tags, trailing data. An unparsable block is dropped whole.
+XMP (JPEG APP1 ``http://ns.adobe.com/xap/1.0/``, PNG ``XML:com.adobe.xmp``;
+    :func:`redact.io.xmp.sanitize_xmp`)
+    Parsed as XML (no DTD/entities, bounded); simple properties of the allowlisted namespace
+    URIs (default GPano only) re-serialised into a minimal packet; PNG: uncompressed iTXt.
+    Extended XMP is always dropped.
+ICC profile (JPEG APP2 ``ICC_PROFILE``, PNG iCCP; ``keep_icc``)
+    Reassembled, checked (:func:`redact.io.metadata.validate_icc`: header, size, tag table,
+    colour space of the published pixels, no embedded picture, unreferenced bytes zeroed),
+    re-split / re-compressed.
+PNG colour and density
+    sRGB, gAMA (file gamma 0.2..1.0), cHRM, pHYs: size and range checked.
+Text
+    JPEG COM only if ``keep_jpeg_comments``; PNG tEXt/zTXt/iTXt only for keywords in
+    ``png_text_keywords`` (re-written uncompressed); either only without an embedded picture.
+Always dropped
+    JFIF/Adobe APPn (re-written by the encoder), MPF (secondary images), Photoshop IRB, every
+    other APPn, anything after EOI/IEND (motion photos, appended images), APNG frames, tIME,
+    bKGD, tRNS, sBIT, private chunks.
 
 With ``keep_metadata=False`` no metadata is written and the pixels are stored upright.
 """
@@ -33,7 +54,8 @@ With ``keep_metadata=False`` no metadata is written and the pixels are stored up
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+import struct
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -43,6 +65,8 @@ import simplejpeg
 from redact.errors import ImageError, Stage
 from redact.io import jpeg_meta, png_meta
 from redact.io.exif import exif_orientation
+from redact.io.leakscan import embedded_images
+from redact.io.metadata import MetadataPolicy
 
 DEFAULT_JPEG_QUALITY = 92
 
@@ -59,10 +83,17 @@ class JpegMetadata:
     segments: tuple[bytes, ...] = ()
 
     def xmp(self) -> bytes | None:
-        """The standard XMP packet, if any."""
+        """The (rebuilt) standard XMP packet, if any."""
         for seg in self.segments:
             if seg[1] == jpeg_meta.APP1 and seg[4:].startswith(jpeg_meta.XMP_ID):
                 return seg[4 + len(jpeg_meta.XMP_ID) :]
+        return None
+
+    def exif(self) -> bytes | None:
+        """The (rebuilt) TIFF/EXIF block, if any."""
+        for seg in self.segments:
+            if seg[1] == jpeg_meta.APP1 and seg[4:].startswith(jpeg_meta.EXIF_ID):
+                return seg[4 + len(jpeg_meta.EXIF_ID) :]
         return None
 
 
@@ -73,44 +104,55 @@ class PngMetadata:
     chunks: tuple[tuple[bytes, bytes], ...] = ()
 
     def xmp(self) -> bytes | None:
-        """The XMP packet of the ``XML:com.adobe.xmp`` iTXt chunk, if any."""
+        """The (rebuilt) XMP packet of the ``XML:com.adobe.xmp`` iTXt chunk, if any."""
         for ctype, body in self.chunks:
-            if ctype == b"iTXt" and body.startswith(b"XML:com.adobe.xmp\x00"):
-                try:
-                    return png_meta.parse_itxt(body)[2]
-                except ValueError:
-                    return None
+            if ctype == b"iTXt" and body.startswith(png_meta.XMP_KEYWORD + b"\x00"):
+                parsed = png_meta.parse_text(ctype, body, 16 << 20)
+                return None if parsed is None else parsed[1]
+        return None
+
+    def exif(self) -> bytes | None:
+        """The (rebuilt) eXIf TIFF block, if any."""
+        for ctype, body in self.chunks:
+            if ctype == b"eXIf":
+                return body
         return None
 
 
 @dataclass(frozen=True, eq=False)
 class DecodedImage:
-    """A decoded image and what is needed to re-encode it faithfully.
+    """A decoded image as a viewer shows it, and what is needed to re-encode it.
 
     Attributes:
-        pixels: (H, W, 3) uint8 RGB, upright (EXIF orientation applied). Gray sources are
-            replicated to 3 channels.
-        format: source format.
-        orientation: EXIF orientation of the source (1..8).
-        alpha: (H, W) uint8 upright alpha channel (PNG with transparency), else None.
-        grayscale: the source was single-channel; it is written back single-channel.
+        pixels: (H, W, 3) uint8 RGB, 0..255, upright (EXIF orientation applied), H x W in
+            upright pixels. Gray sources are replicated to 3 channels; transparency is
+            flattened onto white; CMYK is converted to RGB; 16-bit samples are rounded to 8.
+        format: source format (the copy is written in the same one).
+        orientation: EXIF orientation (1..8) the source declares: applied to get ``pixels``.
+        stored_orientation: orientation the published copy is written with (1..8):
+            ``orientation`` when the rebuilt EXIF keeps the tag, else 1 (pixels stored
+            upright, so the copy displays like the source whatever the tag's fate).
+        grayscale: the source was single-channel (gray or gray+alpha); written back gray.
         quality: estimated JPEG quality 1..100 (IJG scale) or None.
         subsampling: JPEG chroma subsampling ("444", "422", "420", "440", "411", "Gray").
-        metadata: sanitised segments/chunks to re-insert (opaque).
+        metadata: rebuilt, allowlisted segments/chunks to re-insert (opaque).
         qtables_exact: JPEG only: re-encoding at ``quality`` uses exactly the original's
             quantisation tables (:func:`redact.io.jpeg_meta.qtables_match_quality`); False
             when the original has non-IJG tables (the nearest IJG quality is used instead).
+        conversions: what was done to show the source as a viewer does, e.g.
+            ``("alpha_flattened",)``, ``("cmyk_to_rgb",)``, ``("16_to_8_bit",)``.
     """
 
     pixels: npt.NDArray[np.uint8]
     format: ImageFormat
     orientation: int = 1
-    alpha: npt.NDArray[np.uint8] | None = None
+    stored_orientation: int = 1
     grayscale: bool = False
     quality: int | None = None
     subsampling: str | None = None
     metadata: JpegMetadata | PngMetadata | None = None
     qtables_exact: bool | None = None
+    conversions: tuple[str, ...] = field(default=())
 
     @property
     def height(self) -> int:
@@ -173,31 +215,49 @@ def _check_size(width: int, height: int, max_pixels: int) -> None:
         raise _err("too_large", f"image is {width}x{height}, more than {max_pixels} pixels")
 
 
-def decode_image(data: bytes, *, max_pixels: int, fast_upsample: bool = False) -> DecodedImage:
-    """Decode JPEG or PNG bytes (format from magic bytes) into an upright RGB image.
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int,
+    fast_upsample: bool = False,
+    metadata: MetadataPolicy | None = None,
+) -> DecodedImage:
+    """Decode JPEG or PNG bytes (format from magic bytes) into upright RGB as a viewer shows it.
 
     ``fast_upsample`` (JPEG with subsampled chroma only): replicate chroma samples instead of
     libjpeg's smooth ("fancy") upsampling. Use it for the pixels that are RE-ENCODED with the
     same subsampling: the encoder's 2x2 averaging then gives back the original chroma
     samples, so untouched areas come out closer to the original (+1 to 2 dB PSNR on 4:2:0
     sources) and decoding is a few percent faster. Keep the default for detection.
+    ``metadata``: what metadata the copy may carry (``None``: :class:`MetadataPolicy` defaults).
 
     Raises :class:`ImageError` (stage DECODE) with reason ``empty``, ``unknown_format``,
     ``truncated``, ``corrupt``, ``too_large`` or ``unsupported_format``.
     """
+    policy = metadata if metadata is not None else MetadataPolicy()
     if not data:
         raise _err("empty", "file is empty")
     data = bytes(data)
     if data[:3] == b"\xff\xd8\xff":
-        return _decode_jpeg(data, max_pixels, fast_upsample)
+        return _decode_jpeg(data, max_pixels, fast_upsample, policy)
     if data[:8] == png_meta.SIGNATURE:
-        return _decode_png(data, max_pixels)
+        return _decode_png(data, max_pixels, policy)
     if len(data) < 8:
         raise _err("truncated", f"file is only {len(data)} bytes")
     raise _err("unknown_format", "not a JPEG or PNG file (unrecognised magic bytes)")
 
 
-def _decode_jpeg(data: bytes, max_pixels: int, fast_upsample: bool = False) -> DecodedImage:
+def _cmyk_to_rgb(cmyk: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8 Adobe-inverted CMYK (255 = no ink) -> (H, W, 3) uint8 RGB:
+    R = C * K / 255 (rounded), likewise G from M and B from Y (no colour management)."""
+    c = cmyk.astype(np.uint16)
+    k = c[:, :, 3:4]
+    return ((c[:, :, :3] * k + 127) // 255).astype(np.uint8)
+
+
+def _decode_jpeg(
+    data: bytes, max_pixels: int, fast_upsample: bool, policy: MetadataPolicy
+) -> DecodedImage:
     st = jpeg_meta.parse_jpeg(data)
     fr = st.frame
     _check_size(fr.width, fr.height, max_pixels)
@@ -206,17 +266,13 @@ def _decode_jpeg(data: bytes, max_pixels: int, fast_upsample: bool = False) -> D
     if fr.precision != 8:
         raise _err("unsupported_format", f"{fr.precision}-bit JPEG is not supported")
     ncomp = len(fr.components)
-    if ncomp == 4:
-        raise _err("unsupported_format", "CMYK/YCCK JPEG is not supported")
-    if ncomp not in (1, 3):
+    if ncomp not in (1, 3, 4):
         raise _err("unsupported_format", f"JPEG with {ncomp} components is not supported")
     gray = ncomp == 1
+    colorspace = {1: "GRAY", 3: "RGB", 4: "CMYK"}[ncomp]
     try:
         img = simplejpeg.decode_jpeg(
-            data[: st.end],
-            colorspace="GRAY" if gray else "RGB",
-            fastupsample=fast_upsample,
-            strict=True,
+            data[: st.end], colorspace=colorspace, fastupsample=fast_upsample, strict=True
         )
     except (ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -224,28 +280,68 @@ def _decode_jpeg(data: bytes, max_pixels: int, fast_upsample: bool = False) -> D
         raise _err(reason, f"JPEG decode failed: {msg}") from e
     if img.shape[:2] != (fr.height, fr.width):
         raise _err("corrupt", "JPEG decoded size differs from its header")
+    conversions: tuple[str, ...] = ()
     if gray:
         img = np.repeat(img.reshape(fr.height, fr.width, 1), 3, axis=2)
+    elif ncomp == 4:
+        img = _cmyk_to_rgb(img)
+        conversions = ("cmyk_to_rgb",)
     orient = jpeg_meta.orientation(st)
     pixels = np.ascontiguousarray(to_upright(img, orient))
     quality = jpeg_meta.estimate_quality(jpeg_meta.luma_qtable(st))
+    meta = JpegMetadata(
+        jpeg_meta.select_metadata(st, policy, color_space=b"GRAY" if gray else b"RGB ")
+    )
     return DecodedImage(
         pixels=pixels,
         format=ImageFormat.JPEG,
         orientation=orient,
+        stored_orientation=_kept_orientation(meta.exif()),
         grayscale=gray,
         quality=quality,
         subsampling=jpeg_meta.subsampling(fr),
-        metadata=JpegMetadata(jpeg_meta.select_metadata(st)),
+        metadata=meta,
         qtables_exact=jpeg_meta.qtables_match_quality(st, quality),
+        conversions=conversions,
     )
 
 
-def _decode_png(data: bytes, max_pixels: int) -> DecodedImage:
+def _kept_orientation(tiff: bytes | None) -> int:
+    """The Orientation the rebuilt EXIF block writes (1 when there is no block or no tag)."""
+    return 1 if tiff is None else exif_orientation(tiff)
+
+
+def _to_8bit(img: np.ndarray) -> np.ndarray:
+    """uint16 samples -> uint8, rounded (v / 257 to the nearest integer)."""
+    return ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
+def _flatten_on_white(color: np.ndarray, alpha: np.ndarray, max_value: int) -> np.ndarray:
+    """Composite (H, W, C) samples with (H, W) alpha (both 0..max_value) onto white:
+    ``c * a + max * (max - a)``, divided by ``max`` and rounded; same dtype as ``color``."""
+    wide = np.uint32 if max_value <= 255 else np.uint64
+    c: np.ndarray = color.astype(wide)
+    a: np.ndarray = alpha.astype(wide)[:, :, None]
+    m = max_value
+    out = (c * a + (m - a) * m + m // 2) // m
+    return out.astype(color.dtype)
+
+
+def _gray_trns_alpha(img: np.ndarray, hdr: png_meta.PngHeader, chunks: tuple) -> np.ndarray | None:
+    """Alpha (0/max) for a gray PNG with a tRNS colour key, which OpenCV does not apply."""
+    for ctype, body in chunks:
+        if ctype == b"tRNS" and len(body) >= 2:
+            (key,) = struct.unpack(">H", body[:2])
+            if hdr.bit_depth < 8:  # OpenCV scales 1/2/4-bit gray to 0..255
+                key *= 255 // ((1 << hdr.bit_depth) - 1)
+            top = 65535 if img.dtype == np.uint16 else 255
+            return np.where(img == key, 0, top).astype(img.dtype)
+    return None
+
+
+def _decode_png(data: bytes, max_pixels: int, policy: MetadataPolicy) -> DecodedImage:
     hdr = png_meta.read_header(data)
     _check_size(hdr.width, hdr.height, max_pixels)
-    if hdr.bit_depth == 16:
-        raise _err("unsupported_format", "16-bit PNG is not supported")
     st = png_meta.parse_png(data)
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -253,34 +349,52 @@ def _decode_png(data: bytes, max_pixels: int) -> DecodedImage:
         raise _err("corrupt", f"PNG decode failed: {str(e).strip().splitlines()[-1]}") from e
     if img is None:
         raise _err("corrupt", "PNG decode failed")
-    if img.dtype != np.uint8:
-        raise _err("unsupported_format", f"PNG decodes to {img.dtype}, only 8-bit is supported")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise _err("unsupported_format", f"PNG decodes to {img.dtype}")
     if img.shape[:2] != (hdr.height, hdr.width):
         raise _err("corrupt", "PNG decoded size differs from its header")
-    alpha: npt.NDArray[np.uint8] | None = None
-    gray = img.ndim == 2 or img.shape[2] == 1
-    if gray:
-        rgb = np.repeat(img.reshape(hdr.height, hdr.width, 1), 3, axis=2)
-    elif img.shape[2] == 4:
-        rgb = img[:, :, 2::-1]
-        alpha = np.asarray(img[:, :, 3], dtype=np.uint8)
+    top = 65535 if img.dtype == np.uint16 else 255
+    conversions: list[str] = []
+    if img.ndim == 2:
+        img = img[:, :, None]
+    alpha = None
+    if img.shape[2] == 4:
+        alpha = img[:, :, 3]
+        img = img[:, :, 2::-1]  # BGRA -> RGB
+    elif img.shape[2] == 3:
+        img = img[:, :, ::-1]
+    elif img.shape[2] == 1:
+        alpha = _gray_trns_alpha(img[:, :, 0], hdr, st.chunks)
     else:
-        rgb = img[:, :, ::-1]
+        raise _err("unsupported_format", f"PNG decodes to {img.shape[2]} channels")
+    if alpha is not None:
+        if bool(np.any(alpha != top)):
+            conversions.append("alpha_flattened")
+        img = _flatten_on_white(img, alpha, top)
+    if img.dtype == np.uint16:
+        img = _to_8bit(img)
+        conversions.append("16_to_8_bit")
+    gray = hdr.color_type in (0, 4)
+    if gray and img.shape[2] == 3:
+        img = img[:, :, :1]  # OpenCV expands gray+alpha to BGRA
+    rgb = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
     orient = 1
     for ctype, body in st.chunks:
         if ctype == b"eXIf":
             orient = exif_orientation(body)
             break
-    pixels = np.ascontiguousarray(to_upright(rgb, orient))
-    if alpha is not None:
-        alpha = np.ascontiguousarray(to_upright(alpha, orient))
+    pixels = np.ascontiguousarray(to_upright(rgb, orient), dtype=np.uint8)
+    meta = PngMetadata(
+        png_meta.select_metadata(st, policy, color_space=b"GRAY" if gray else b"RGB ")
+    )
     return DecodedImage(
         pixels=pixels,
         format=ImageFormat.PNG,
         orientation=orient,
-        alpha=alpha,
+        stored_orientation=_kept_orientation(meta.exif()),
         grayscale=gray,
-        metadata=PngMetadata(png_meta.select_metadata(st)),
+        metadata=meta,
+        conversions=tuple(conversions),
     )
 
 
@@ -296,8 +410,11 @@ def encode_image(
 ) -> bytes:
     """Encode upright RGB ``pixels`` (same shape as ``decoded.pixels``) like the original.
 
-    ``jpeg_quality`` 0 means the original's estimated quality (fallback 92). Raises
-    ``ValueError`` for a wrong shape/dtype, :class:`ImageError` (stage ENCODE) if encoding fails.
+    ``jpeg_quality`` 0 means the original's estimated quality (fallback 92). The output is
+    opaque; its stored pixel order follows ``decoded.stored_orientation`` (upright when
+    ``keep_metadata`` is False). Raises ``ValueError`` for a wrong shape/dtype,
+    :class:`ImageError` (stage ENCODE) if encoding fails (``encode_failed``) or if the output
+    would carry an embedded picture (``metadata_leak``: never published).
     """
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.shape != decoded.pixels.shape:
@@ -306,14 +423,23 @@ def encode_image(
         )
     if not 0 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in [0, 100], got {jpeg_quality}")
-    orient = decoded.orientation if keep_metadata else 1
+    orient = decoded.stored_orientation if keep_metadata else 1
     if decoded.grayscale:
         img = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)[:, :, None]
     else:
         img = pixels
     if decoded.format is ImageFormat.JPEG:
-        return _encode_jpeg(decoded, img, orient, jpeg_quality, keep_metadata)
-    return _encode_png(decoded, img, orient, keep_metadata)
+        out = _encode_jpeg(decoded, img, orient, jpeg_quality, keep_metadata)
+    else:
+        out = _encode_png(decoded, img, orient, keep_metadata)
+    found = embedded_images(out)
+    if found:
+        raise _err(
+            "metadata_leak",
+            f"the encoded copy would carry {len(found)} embedded picture(s): {found[0]}",
+            Stage.ENCODE,
+        )
+    return out
 
 
 def _encode_jpeg(
@@ -337,12 +463,7 @@ def _encode_jpeg(
 
 
 def _encode_png(decoded: DecodedImage, img: np.ndarray, orient: int, keep: bool) -> bytes:
-    if img.shape[2] == 3:
-        bgr = img[:, :, ::-1]
-        if decoded.alpha is not None:
-            bgr = np.concatenate([bgr, decoded.alpha[:, :, None]], axis=2)
-    else:
-        bgr = img
+    bgr = img[:, :, ::-1] if img.shape[2] == 3 else img
     stored = np.ascontiguousarray(from_upright(bgr, orient))
     ok, buf = cv2.imencode(".png", stored)
     if not ok:

@@ -2,22 +2,24 @@
 
 :func:`parse_jpeg` walks every marker segment and the entropy-coded data up to EOI, so a
 truncated file (no EOI) or a malformed one raises before any pixel is trusted.
-:func:`select_metadata` keeps only the whitelisted segments (see :mod:`redact.io.codec`),
-sanitised: EXIF without thumbnail/MakerNote, XMP without embedded images.
+:func:`select_metadata` keeps only the allowlisted segments (see :mod:`redact.io.codec`),
+each REBUILT: EXIF from its allowlisted tags, XMP from its allowlisted namespaces, the ICC
+profile reassembled, validated and re-split. Everything else is dropped.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
 from redact.errors import ImageError, Stage
-from redact.io.exif import exif_orientation, sanitize_exif
-from redact.io.xmp import contains_embedded_image, scrub_xmp
+from redact.io.exif import exif_orientation, rebuild_exif
+from redact.io.leakscan import payload_images
+from redact.io.metadata import MetadataPolicy, validate_icc
+from redact.io.xmp import sanitize_xmp
 
 SOI = 0xD8
 EOI = 0xD9
@@ -25,6 +27,7 @@ SOS = 0xDA
 DQT = 0xDB
 APP1 = 0xE1
 APP2 = 0xE2
+APP14 = 0xEE
 COM = 0xFE
 # SOF markers: C0..CF except DHT (C4), JPG (C8) and DAC (CC).
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -34,6 +37,7 @@ EXIF_ID = b"Exif\x00\x00"
 XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_EXT_ID = b"http://ns.adobe.com/xmp/extension/\x00"
 ICC_ID = b"ICC_PROFILE\x00"
+ICC_CHUNK = 0xFFFF - 2 - len(ICC_ID) - 2  # profile bytes per APP2 segment
 
 # A marker inside entropy-coded data: 0xFF not followed by a stuffed 0x00, a fill 0xFF, or RSTn.
 _ENTROPY_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
@@ -243,48 +247,94 @@ def orientation(structure: JpegStructure) -> int:
     return 1
 
 
+def adobe_transform(structure: JpegStructure) -> int | None:
+    """The colour transform flag of an Adobe APP14 segment (0 none/CMYK, 1 YCbCr, 2 YCCK),
+    or ``None`` when there is no Adobe segment."""
+    for marker, payload in structure.segments:
+        if marker == APP14 and payload.startswith(b"Adobe") and len(payload) >= 12:
+            return payload[11]
+    return None
+
+
 def _segment(marker: int, payload: bytes) -> bytes:
     if len(payload) + 2 > 0xFFFF:
         raise ValueError(f"JPEG segment 0x{marker:02X} payload too large")
     return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
 
 
-def select_metadata(structure: JpegStructure) -> tuple[bytes, ...]:
-    """Whitelisted, sanitised metadata segments (complete, with marker and length), in order.
+def _icc_profile(chunks: list[bytes]) -> bytes | None:
+    """Reassemble APP2 ICC chunks (payload after ``ICC_PROFILE\\0``: sequence number 1..n,
+    count n, data) in sequence order; ``None`` if the numbering is inconsistent."""
+    if not chunks or len(chunks[0]) < 2:
+        return None
+    total = chunks[0][1]
+    parts: dict[int, bytes] = {}
+    for c in chunks:
+        if len(c) < 2 or c[1] != total or not 1 <= c[0] <= total or c[0] in parts:
+            return None
+        parts[c[0]] = c[2:]
+    if len(parts) != total:
+        return None
+    return b"".join(parts[i] for i in range(1, total + 1))
 
-    Kept: APP1 Exif (first only; thumbnail & MakerNote removed), APP1 XMP (embedded images
-    removed), APP1 extended XMP (dropped as a whole if it holds an image), APP2 ICC_PROFILE,
-    COM. Everything else (JFIF/Adobe: re-written by the encoder; MPF, Photoshop IRB, unknown
-    APPn) is dropped.
+
+def icc_segments(profile: bytes) -> tuple[bytes, ...]:
+    """Split an ICC profile into complete APP2 segments (at most 255)."""
+    pieces = [profile[i : i + ICC_CHUNK] for i in range(0, len(profile), ICC_CHUNK)]
+    if not pieces or len(pieces) > 255:
+        return ()
+    n = len(pieces)
+    return tuple(_segment(APP2, ICC_ID + bytes((i + 1, n)) + p) for i, p in enumerate(pieces))
+
+
+def select_metadata(
+    structure: JpegStructure,
+    policy: MetadataPolicy | None = None,
+    *,
+    color_space: bytes = b"RGB ",
+) -> tuple[bytes, ...]:
+    """Allowlisted, rebuilt metadata segments (complete, with marker and length).
+
+    In order: APP1 Exif (first only, rebuilt from ``policy.exif_groups``), APP1 XMP (first
+    standard packet, rebuilt from ``policy.xmp_namespaces``), APP2 ICC_PROFILE (if
+    ``policy.keep_icc``: reassembled, validated for ``color_space`` (``b"RGB "``/``b"GRAY"``),
+    re-split), COM (only if ``policy.keep_jpeg_comments``, and only without an embedded
+    picture). Extended XMP, JFIF/Adobe (re-written by the encoder), MPF, Photoshop IRB and
+    every other APPn are dropped. Never raises.
     """
-    out: list[tuple[int, bytes]] = []  # (index, segment)
-    ext: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
-    have_exif = False
-    for i, (marker, payload) in enumerate(structure.segments):
+    policy = policy or MetadataPolicy()
+    exif: list[bytes] = []
+    xmp: list[bytes] = []
+    icc: list[bytes] = []
+    comments: list[bytes] = []
+    seen_exif = seen_xmp = False
+    for marker, payload in structure.segments:
         if marker == APP1 and payload.startswith(EXIF_ID):
-            if have_exif:
-                continue
-            have_exif = True
-            clean = sanitize_exif(payload[len(EXIF_ID) :])
-            if clean is not None:
-                out.append((i, _segment(marker, EXIF_ID + clean)))
+            if not seen_exif:
+                seen_exif = True
+                clean = rebuild_exif(payload[len(EXIF_ID) :], policy.exif_groups)
+                if clean is not None and len(EXIF_ID + clean) + 2 <= 0xFFFF:
+                    exif.append(_segment(APP1, EXIF_ID + clean))
         elif marker == APP1 and payload.startswith(XMP_ID):
-            packet = scrub_xmp(payload[len(XMP_ID) :])
-            if not contains_embedded_image(packet):
-                out.append((i, _segment(marker, XMP_ID + packet)))
-        elif marker == APP1 and payload.startswith(XMP_EXT_ID):
-            guid = payload[len(XMP_EXT_ID) : len(XMP_EXT_ID) + 32]
-            ext[guid].append((i, _segment(marker, payload)))
-        elif (marker == APP2 and payload.startswith(ICC_ID)) or marker == COM:
-            out.append((i, _segment(marker, payload)))
-    head = 4 + len(XMP_EXT_ID)  # marker, length, namespace; then GUID(32) size(4) offset(4)
-    for chunks in ext.values():
-        ordered = sorted(chunks, key=lambda t: t[1][head + 36 : head + 40])
-        body = b"".join(seg[head + 40 :] for _, seg in ordered)
-        if not contains_embedded_image(body):
-            out.extend(chunks)
-    out.sort(key=lambda t: t[0])
-    return tuple(seg for _, seg in out)
+            if not seen_xmp:
+                seen_xmp = True
+                packet = sanitize_xmp(
+                    payload[len(XMP_ID) :], policy.xmp_namespaces, policy.max_xmp_bytes
+                )
+                if packet is not None and len(XMP_ID + packet) + 2 <= 0xFFFF:
+                    xmp.append(_segment(APP1, XMP_ID + packet))
+        elif marker == APP2 and payload.startswith(ICC_ID):
+            icc.append(payload[len(ICC_ID) :])
+        elif marker == COM and policy.keep_jpeg_comments and not payload_images(payload):
+            comments.append(_segment(COM, payload))
+    icc_out: tuple[bytes, ...] = ()
+    if policy.keep_icc and icc:
+        profile = _icc_profile(icc)
+        if profile is not None:
+            checked = validate_icc(profile, color_space, policy.max_icc_bytes)
+            if checked is not None:
+                icc_out = icc_segments(checked)
+    return (*exif, *xmp, *icc_out, *comments)
 
 
 def insert_segments(jpeg: bytes, segments: tuple[bytes, ...]) -> bytes:

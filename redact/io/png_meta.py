@@ -4,29 +4,35 @@
 the concatenated IDAT zlib stream is complete and inflates to exactly the size IHDR implies
 (a truncated or partly decodable file raises). The inflation is streamed and bounded: it
 never holds the decompressed image.
+
+:func:`select_metadata` keeps only what a viewer needs, each chunk validated and REBUILT:
+iCCP (inflated with a bound, :func:`redact.io.metadata.validate_icc`, re-compressed), sRGB,
+gAMA, cHRM, pHYs (fixed sizes and ranges checked), eXIf (:func:`redact.io.exif.rebuild_exif`),
+XMP (from the first ``XML:com.adobe.xmp`` text chunk of any type, rebuilt by
+:func:`redact.io.xmp.sanitize_xmp`, written as an uncompressed iTXt), and text chunks whose
+keyword the policy allows (re-written uncompressed, only without an embedded picture).
 """
 
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass
 
 from redact.errors import ImageError, Stage
-from redact.io.exif import sanitize_exif
-from redact.io.xmp import contains_embedded_image, scrub_xmp
+from redact.io.exif import rebuild_exif
+from redact.io.leakscan import payload_images
+from redact.io.metadata import MetadataPolicy, validate_icc
+from redact.io.xmp import sanitize_xmp
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-# Chunks copied to the output (after IHDR). Everything else is dropped.
-KEPT_CHUNKS = frozenset(
-    {b"iCCP", b"sRGB", b"gAMA", b"cHRM", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
-)
-# Text keywords that hold raw metadata dumps (ImageMagick "Raw profile type exif/8bim/...":
-# may contain thumbnails): dropped.
-_RAW_PROFILE = re.compile(rb"^Raw profile type", re.IGNORECASE)
-_XMP_KEYWORD = b"XML:com.adobe.xmp"
+XMP_KEYWORD = b"XML:com.adobe.xmp"
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+MAX_TEXT = 64 << 10  # bytes of an allowed text chunk's (inflated) text
+# Fixed-size colour/density chunks: type -> payload length.
+_FIXED = {b"sRGB": 1, b"gAMA": 4, b"cHRM": 32, b"pHYs": 9}
+_GAMMA_RANGE = (20_000, 100_000)  # gAMA x 100000: file gamma 0.2 .. 1.0
 
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 _ADAM7 = (
@@ -152,64 +158,158 @@ def parse_png(data: bytes) -> PngStructure:
     return PngStructure(header, ancillary, idat)
 
 
-def parse_itxt(body: bytes) -> tuple[bytes, bytes, bytes]:
-    """Split an iTXt chunk into (header up to the text, keyword, text); text inflated if
-    compressed. Raises ``ValueError`` if malformed."""
-    k = body.index(b"\x00")
-    if len(body) < k + 3:
-        raise ValueError("iTXt chunk too short")
-    compressed = body[k + 1] != 0
-    lang_end = body.index(b"\x00", k + 3)
-    trans_end = body.index(b"\x00", lang_end + 1)
-    text = body[trans_end + 1 :]
-    if compressed:
-        try:
-            text = zlib.decompress(text)
-        except zlib.error as e:
-            raise ValueError(f"iTXt: bad compressed text ({e})") from e
-    return body[: trans_end + 1], body[:k], text
-
-
-def _scrub_itxt_xmp(body: bytes) -> bytes | None:
-    """Scrub the XMP of an ``XML:com.adobe.xmp`` iTXt chunk; ``None`` = drop it."""
+def inflate_bounded(data: bytes, limit: int) -> bytes | None:
+    """Inflate a complete zlib stream of at most ``limit`` output bytes, else ``None``."""
+    d = zlib.decompressobj()
     try:
-        head, _, text = parse_itxt(body)
-    except ValueError:
+        out = d.decompress(data, limit + 1)
+    except zlib.error:
         return None
-    if body[len(_XMP_KEYWORD) + 1] != 0:  # compressed: keep only if it is clean as is
-        return None if contains_embedded_image(text) else body
-    packet = scrub_xmp(text)
-    if contains_embedded_image(packet):
+    if len(out) > limit or not d.eof:
         return None
-    return body if packet is text else head + packet
+    return out
 
 
-def select_metadata(structure: PngStructure) -> tuple[tuple[bytes, bytes], ...]:
-    """Whitelisted, sanitised ancillary chunks (type, data), in order.
+def parse_text(ctype: bytes, body: bytes, limit: int = MAX_TEXT) -> tuple[bytes, bytes] | None:
+    """(keyword, text) of a tEXt/zTXt/iTXt chunk, the text inflated (at most ``limit``
+    bytes) if compressed; Latin-1 bytes for tEXt/zTXt, UTF-8 for iTXt. ``None`` if
+    malformed."""
+    k = body.find(b"\x00")
+    if not 1 <= k <= 79:
+        return None
+    keyword = body[:k]
+    if ctype == b"tEXt":
+        text: bytes | None = body[k + 1 :]
+    elif ctype == b"zTXt":
+        if len(body) < k + 2 or body[k + 1] != 0:
+            return None
+        text = inflate_bounded(body[k + 2 :], limit)
+    elif ctype == b"iTXt":
+        if len(body) < k + 3 or body[k + 1] not in (0, 1) or body[k + 2] != 0:
+            return None
+        lang_end = body.find(b"\x00", k + 3)
+        trans_end = body.find(b"\x00", lang_end + 1) if lang_end >= 0 else -1
+        if trans_end < 0:
+            return None
+        text = body[trans_end + 1 :]
+        if body[k + 1]:
+            text = inflate_bounded(text, limit)
+    else:
+        return None
+    if text is None or len(text) > limit:
+        return None
+    return keyword, text
 
-    Kept: iCCP, sRGB, gAMA, cHRM (colour rendering), pHYs, tEXt/zTXt/iTXt (XMP scrubbed of
-    embedded images; "Raw profile type ..." dumps dropped), eXIf (thumbnail removed).
+
+def itxt(keyword: bytes, text: bytes) -> bytes:
+    """An uncompressed iTXt payload (no language tag, no translated keyword)."""
+    return keyword + b"\x00\x00\x00\x00\x00" + text
+
+
+def _fixed_chunk(ctype: bytes, body: bytes) -> bytes | None:
+    """A validated copy of sRGB/gAMA/cHRM/pHYs, or ``None``."""
+    if len(body) != _FIXED[ctype]:
+        return None
+    if ctype == b"sRGB" and body[0] > 3:
+        return None
+    if ctype == b"gAMA":
+        (g,) = struct.unpack(">I", body)
+        if not _GAMMA_RANGE[0] <= g <= _GAMMA_RANGE[1]:
+            return None
+    if ctype == b"cHRM" and any(v > 0x7FFFFFFF for v in struct.unpack(">8I", body)):
+        return None
+    if ctype == b"pHYs" and body[8] > 1:
+        return None
+    return bytes(body)
+
+
+def _iccp(body: bytes, color_space: bytes, max_bytes: int) -> bytes | None:
+    k = body.find(b"\x00")
+    if not 1 <= k <= 79 or len(body) < k + 2 or body[k + 1] != 0:
+        return None
+    profile = inflate_bounded(body[k + 2 :], max_bytes)
+    if profile is None:
+        return None
+    checked = validate_icc(profile, color_space, max_bytes)
+    if checked is None:
+        return None
+    return b"ICC profile\x00\x00" + zlib.compress(checked, 9)
+
+
+def select_metadata(
+    structure: PngStructure,
+    policy: MetadataPolicy | None = None,
+    *,
+    color_space: bytes = b"RGB ",
+) -> tuple[tuple[bytes, bytes], ...]:
+    """Allowlisted, rebuilt ancillary chunks (type, data) to write after IHDR.
+
+    The first valid chunk of each of iCCP (if ``policy.keep_icc``; for ``color_space``,
+    ``b"RGB "`` or ``b"GRAY"``), sRGB, gAMA (file gamma 0.2..1.0), cHRM, pHYs and eXIf
+    (rebuilt from ``policy.exif_groups``); the XMP of the first ``XML:com.adobe.xmp`` text
+    chunk rebuilt as an uncompressed iTXt; text chunks with a keyword in
+    ``policy.png_text_keywords`` (uncompressed, without an embedded picture). Everything else
+    (other text, tIME, bKGD, tRNS, sBIT, APNG frames, private chunks) is dropped. Never raises.
     """
-    out: list[tuple[bytes, bytes]] = []
+    policy = policy or MetadataPolicy()
+    allowed_text = {kw.encode("latin-1") for kw in policy.png_text_keywords}
+    out: dict[bytes, bytes] = {}
+    texts: list[tuple[bytes, bytes]] = []
+    seen_xmp = False
     for ctype, body in structure.chunks:
-        if ctype not in KEPT_CHUNKS:
-            continue
-        if ctype == b"eXIf":
-            clean = sanitize_exif(body)
-            if clean is not None:
-                out.append((ctype, clean))
-            continue
-        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
+        if ctype in _FIXED:
+            if ctype not in out:
+                fixed = _fixed_chunk(ctype, body)
+                if fixed is not None:
+                    out[ctype] = fixed
+        elif ctype == b"iCCP":
+            if policy.keep_icc and ctype not in out:
+                iccp = _iccp(body, color_space, policy.max_icc_bytes)
+                if iccp is not None:
+                    out[ctype] = iccp
+        elif ctype == b"eXIf":
+            if ctype not in out:
+                clean = rebuild_exif(body, policy.exif_groups)
+                if clean is not None:
+                    out[ctype] = clean
+        elif ctype in TEXT_CHUNKS:
             keyword = body.split(b"\x00", 1)[0]
-            if _RAW_PROFILE.match(keyword) or b"\x00" not in body:
-                continue
-            if ctype == b"iTXt" and keyword == _XMP_KEYWORD:
-                scrubbed = _scrub_itxt_xmp(body)
-                if scrubbed is not None:
-                    out.append((ctype, scrubbed))
-                continue
-        out.append((ctype, body))
-    return tuple(out)
+            if keyword == XMP_KEYWORD:
+                if seen_xmp:
+                    continue
+                seen_xmp = True
+                parsed = parse_text(ctype, body, policy.max_xmp_bytes)
+                packet = (
+                    None
+                    if parsed is None
+                    else sanitize_xmp(parsed[1], policy.xmp_namespaces, policy.max_xmp_bytes)
+                )
+                if packet is not None:
+                    texts.insert(0, (b"iTXt", itxt(XMP_KEYWORD, packet)))
+            elif keyword in allowed_text:
+                kept = _allowed_text(ctype, body)
+                if kept is not None:
+                    texts.append(kept)
+    order = (b"iCCP", b"sRGB", b"gAMA", b"cHRM", b"pHYs", b"eXIf")
+    return (*((c, out[c]) for c in order if c in out), *texts)
+
+
+def _allowed_text(ctype: bytes, body: bytes) -> tuple[bytes, bytes] | None:
+    """An allowed text chunk re-written uncompressed, or ``None`` (malformed, not valid
+    Latin-1/UTF-8 text, or holding an embedded picture)."""
+    parsed = parse_text(ctype, body)
+    if parsed is None or payload_images(parsed[1]):
+        return None
+    keyword, text = parsed
+    if ctype == b"iTXt":
+        try:
+            text.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return (b"iTXt", itxt(keyword, text))
+    if b"\x00" in text:
+        return None
+    return (b"tEXt", keyword + b"\x00" + text)
 
 
 def chunk(ctype: bytes, body: bytes) -> bytes:
