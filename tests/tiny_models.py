@@ -295,9 +295,17 @@ def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> P
     one native ring over -60..60 deg, photo windows with 24 px overlap and no global view,
     blur >= 0.5 and review >= 0.3 for both classes, 2:1 images from 64 px wide treated as
     panoramas (the test images are small). ``sections`` replace top-level sections
-    (e.g. ``blur={...}``, ``season={...}``). Returns the config path."""
+    (e.g. ``blur={...}``, ``season={...}``). Returns the config path.
+
+    Also writes the colour canary (``root/canary``, :func:`write_color_canary`) next to an
+    empty model registry (``root/registry.yaml``): the colour model cannot pass the packaged
+    canary of real faces, so a test that runs this config through the real handler path sets
+    ``REDACT_REGISTRY`` to ``root/registry.yaml`` (the default canary folder follows the
+    registry: :func:`redact.detection.canary.default_canary_folder`)."""
     root = Path(root)
     model = build_color_detector(root / "tiny.onnx", size=tile)
+    write_color_canary(root / "canary")
+    (root / "registry.yaml").write_text("version: 1\nmodels: {}\n")
     cfg: dict[str, Any] = {
         "models": [{"path": str(model), "classes": ["face", "license_plate"], "batch_size": 4}],
         "tiling": {
