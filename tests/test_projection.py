@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from redact.classes import Projection
-from redact.io.xmp import gpano_projection
 from redact.config import IOConfig
+from redact.io.xmp import gpano_projection
 from redact.pipeline import resolve_projection
 
 MIN_EQUIRECT_WIDTH = IOConfig().equirect_min_width  # the shipped default

@@ -295,3 +295,34 @@ def test_report_review_and_reprocess_by_cell(season, tmp_path):
     assert not list(dst.rglob("*.redact-tmp-*"))
     marker = json.loads((dst / "_markers" / "north/b.png.json").read_text())
     assert marker["run_id"] == "rp-p1" and marker["manual_hash"]
+
+
+def test_region_reported_during_a_running_job_is_still_blurred(season):
+    """The race: `report add` deletes b's marker while a job that had already read the manual
+    table is running; that job then writes a fresh marker without the region. The next run
+    compares the marker's manual-regions hash with the table and re-does b."""
+    dst, src = season["dst"], season["src"]
+    _run(season, "m1")
+    marker_path = dst / "_markers" / "north/b.png.json"
+    stale = marker_path.read_bytes()  # what the racing job writes back
+    _cli(
+        "report", "add", "--output", str(dst), "--image", str(src / "north/b.png"),
+        "--box", "200,100,240,140", "--reason", "face", "--by", "qa",
+    )  # fmt: skip
+    assert not marker_path.exists()
+    marker_path.write_bytes(stale)
+    out = _run(season, "m2")
+    assert "1 image(s) read, 1 published" in out and "skipped: 3" in out
+    b = read_rgb(dst / "north/b.png")
+    assert changed(season["imgs"]["north/b.png"], b)[100:140, 200:240].all()
+
+
+def test_a_deleted_published_copy_is_restored(season):
+    dst = season["dst"]
+    _run(season, "d1")
+    (dst / "north/a.png").unlink()
+    out = _run(season, "d2")
+    assert "1 image(s) read, 1 published" in out and "skipped: 3" in out
+    assert (dst / "north/a.png").exists()
+    (row,) = [r for r in rows(dst, "d2") if r["status"] == "published"]
+    assert row["relative_path"] == "north/a.png"

@@ -19,7 +19,8 @@ from redact import __version__
 from redact.classes import Projection
 from redact.config import RedactConfig
 from redact.core import PIXEL_VERSION
-from redact.errors import ImageError
+from redact.errors import ImageError, Stage
+from redact.io.inputs import RejectedName, safe_text
 from redact.io.storage import InputSpec
 from redact.manifest import ImageOutcome, RunInfo, Status, make_row
 from redact.season.markers import models_hash
@@ -143,15 +144,17 @@ def failed_row(
 ) -> dict:
     """The manifest row of an image that is not published (status ``failed``)."""
     fallback_stage = kw.pop("stage", "unknown")
+    if isinstance(err, RejectedName):  # an unsafe name caught by output_uri
+        err = ImageError(err.reason, str(err), Stage.READ)
     reason = err.reason if isinstance(err, ImageError) else "internal_error"
     stage = err.stage.value if isinstance(err, ImageError) else fallback_stage
     try:
         rel = job.input.relative(uri)
     except ValueError:
         rel = uri
-    outcome = ImageOutcome(
-        image_uri=uri,
-        relative_path=rel,
+    outcome = ImageOutcome(  # names of failed inputs may be anything: printable text only
+        image_uri=safe_text(uri),
+        relative_path=safe_text(rel),
         output_uri="",
         status=Status.FAILED,
         error_reason=reason,

@@ -17,12 +17,23 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.io import fileio
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystems import FileSystems
 
 from redact.errors import ImageError, Stage
-from redact.io.inputs import check_relative_name, is_under_real, list_local
+from redact.io.inputs import (
+    NAME_MAX,
+    REASONS,
+    check_relative_name,
+    classify_local,
+    is_under_real,
+    list_local,
+    safe_text,
+)
 from redact.pipeline.job import JobSpec
 from redact.season.location import CatalogEntry, Location, parse_catalog
 from redact.season.manual import regions_from_parquet, regions_hash, table_pattern
+from redact.season.markers import MARKER_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,24 @@ class Candidate:
     problem: str | None = None
 
 
-def _from_metadata(meta: fileio.FileMetadata) -> Candidate:
+def _why(reason: str) -> str:
+    return REASONS.get(reason, reason.replace("_", " "))
+
+
+def _selected(uri: str) -> list[Candidate]:
+    """One line of a ``--files`` selection: a local path is classified like a listing entry
+    (never opened, never taken as a glob); a remote one is matched."""
+    if "://" in uri:
+        return [_from_metadata(m) for m in FileSystems.match([uri])[0].metadata_list]
+    path = os.path.abspath(uri)
+    problem = classify_local(path)
+    if problem is not None:
+        return [Candidate(path, problem=problem)]
+    st = os.stat(path)
+    return [Candidate(path, st.st_size, st.st_mtime)]
+
+
+def _from_metadata(meta: FileMetadata) -> Candidate:
     t = meta.last_updated_in_seconds
     return Candidate(meta.path, int(meta.size_in_bytes), float(t) if t else None)
 
@@ -69,9 +97,7 @@ def list_candidates(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
             | "ReadSelection" >> beam.io.ReadFromText(job.files)
             | "Uris" >> beam.Map(str.strip)
             | "NonEmpty" >> beam.Filter(bool)
-            | "MatchSelection"
-            >> fileio.MatchAll(empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-            | "SelectionCandidates" >> beam.Map(_from_metadata)
+            | "SelectionCandidates" >> beam.FlatMap(_selected)
         )
     if "://" not in job.input.pattern:
         return p | "ListLocal" >> beam.Create(_local_candidates(job))
@@ -113,8 +139,8 @@ class Admit(beam.DoFn):
             for c in cands:
                 err = ImageError(
                     "output_collision",
-                    f"{len(cands)} inputs would publish to {rel!r}: "
-                    + ", ".join(x.uri for x in cands[:5]),
+                    f"{len(cands)} inputs would publish to {safe_text(rel)!r}: "
+                    + ", ".join(safe_text(x.uri) for x in cands[:5]),
                     Stage.READ,
                 )
                 yield beam.pvalue.TaggedOutput(self.REJECTED, (c, err))
@@ -133,9 +159,11 @@ class Admit(beam.DoFn):
                 self.REJECTED, (cand, ImageError("name_outside_input", str(e), Stage.READ))
             )
             return
-        reason = check_relative_name(rel)
+        # Room for the marker's ".json" suffix: a name whose marker cannot be written would be
+        # re-done by every run.
+        reason = check_relative_name(rel, max_component_bytes=NAME_MAX - len(MARKER_SUFFIX))
         if reason:
-            err = ImageError(reason, f"unsafe name {rel!r}: {reason.replace('_', ' ')}", Stage.READ)
+            err = ImageError(reason, f"unsafe name {safe_text(rel)!r}: {_why(reason)}", Stage.READ)
             yield beam.pvalue.TaggedOutput(self.REJECTED, (cand, err))
             return
         yield cand

@@ -20,7 +20,6 @@ import enum
 import hashlib
 import json
 import logging
-import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -150,9 +149,12 @@ def reattributed(marker: Marker, run_id: str) -> Marker:
     return replace(marker, run_id=run_id, row={**marker.row, "run_id": run_id})
 
 
+MARKER_SUFFIX = ".json"
+
+
 def marker_uri(markers_dir: str, relative_path: str) -> str:
-    """``markers_dir/<relative path>.json`` (refuses paths escaping the folder)."""
-    return output_uri(markers_dir, posixpath.normpath(relative_path) + ".json")
+    """``markers_dir/<relative path>.json`` (refuses unsafe names, like the output path)."""
+    return output_uri(markers_dir, relative_path + MARKER_SUFFIX)
 
 
 def verdict(
