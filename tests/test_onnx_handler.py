@@ -191,8 +191,9 @@ def test_inference_fn_is_injectable(color64):
 def test_corrupt_model_file_raises(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an onnx model")
-    with pytest.raises(ModelFileError, match="cannot load model"):
+    with pytest.raises(ModelFileError, match="cannot load model") as e:
         _handler(bad).load_model()
+    assert "\n" not in str(e.value) and str(bad) in str(e.value)
 
 
 def test_sha_mismatch_raises(color64):

@@ -33,6 +33,12 @@ TENSORRT_ERROR = "TensorRT backend requires the [tensorrt] extra and a GPU"
 DEFAULT_INPUT_SIZE = 640
 
 
+def one_line(text: object) -> str:
+    """``str(text)`` with every run of whitespace (newlines included) collapsed to a space:
+    error messages here are one line, saying what and where."""
+    return " ".join(str(text).split())
+
+
 class BackendUnavailableError(RuntimeError):
     """The backend cannot run on this machine (e.g. TensorRT without the extra or a GPU)."""
 
@@ -149,7 +155,9 @@ def read_verified(spec: ModelSpec, what: str = "model") -> bytes:
         with FileSystems.open(spec.uri, "application/octet-stream") as f:
             data = bytes(f.read())
     except OSError as e:
-        raise ModelFileError(f"cannot read {what} {spec.name!r} at {spec.uri}: {e}") from e
+        raise ModelFileError(
+            f"cannot read {what} {spec.name!r} at {spec.uri}: {one_line(e)}"
+        ) from e
     if spec.sha256:
         digest = hashlib.sha256(data).hexdigest()
         if digest != spec.sha256:

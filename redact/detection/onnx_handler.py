@@ -11,7 +11,7 @@ import numpy as np
 
 from redact.classes import ObjectClass
 from redact.config import ModelConfig
-from redact.detection.base import DetectorHandler, InferenceFn, read_verified
+from redact.detection.base import DetectorHandler, InferenceFn, one_line, read_verified
 from redact.detection.registry import ModelFileError, ModelSpec
 
 _DTYPES: dict[str, np.dtype] = {
@@ -177,7 +177,7 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
             )
         except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
             raise ModelFileError(
-                f"cannot load model {self.spec.name!r} from {self.spec.uri}: {e}"
+                f"cannot load model {self.spec.name!r} from {self.spec.uri}: {one_line(e)}"
             ) from e
         where = f"model {self.spec.name!r} at {self.spec.uri}"
         inp = session.get_inputs()[0]
