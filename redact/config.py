@@ -22,6 +22,7 @@ import yaml
 
 from redact.classes import ObjectClass
 from redact.errors import ConfigError
+from redact.io.metadata import MetadataPolicy
 
 
 class Backend(enum.Enum):
@@ -317,6 +318,8 @@ class RedactConfig:
     blur: BlurConfig = field(default_factory=BlurConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    # The metadata allowlist of published copies (defaults and docs: redact/io/metadata.py).
+    metadata: MetadataPolicy = field(default_factory=MetadataPolicy)
     season: SeasonConfig = field(default_factory=SeasonConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
@@ -330,7 +333,7 @@ class RedactConfig:
             raise ConfigError(f"thresholds: missing classes {missing}")
         for c, t in self.thresholds.items():
             t._validate(f"thresholds.{c.label}")
-        for name in ("tiling", "merge", "blur", "output", "io", "season", "breaker"):
+        for name in ("tiling", "merge", "blur", "output", "io", "metadata", "season", "breaker"):
             getattr(self, name)._validate(name)
 
     @property

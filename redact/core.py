@@ -113,7 +113,9 @@ def redact_image(
     to_blur = kept[blurs] if len(kept) else kept
     t1 = time.perf_counter()
     # Plain (not fancy) chroma upsampling re-encodes closer to the original (docs/performance.md).
-    decoded = decode_image(original, max_pixels=config.io.max_pixels, fast_upsample=True)
+    decoded = decode_image(
+        original, max_pixels=config.io.max_pixels, fast_upsample=True, metadata=config.metadata
+    )
     if (decoded.width, decoded.height) != (record.width, record.height):
         raise ImageError("corrupt", "the image decodes to a different size than it was tiled at")
     t2 = time.perf_counter()

@@ -12,9 +12,30 @@ from redact.pipeline import resolve_projection
 MIN_EQUIRECT_WIDTH = IOConfig().equirect_min_width  # the shipped default
 
 EQ, PERSP, AUTO = Projection.EQUIRECTANGULAR, Projection.PERSPECTIVE, Projection.AUTO
-ATTR = b'<rdf:Description GPano:ProjectionType="equirectangular" GPano:UsePanoramaViewer="True"/>'
-ELEM = b"<GPano:ProjectionType> Equirectangular </GPano:ProjectionType>"
-CYL = b"<rdf:Description GPano:ProjectionType='cylindrical'/>"
+_NS = (
+    b'xmlns:x="adobe:ns:meta/" xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+    b'xmlns:GPano="http://ns.google.com/photos/1.0/panorama/"'
+)
+
+
+def _packet(description: bytes) -> bytes:
+    return b"<x:xmpmeta " + _NS + b"><rdf:RDF>" + description + b"</rdf:RDF></x:xmpmeta>"
+
+
+ATTR = _packet(
+    b'<rdf:Description GPano:ProjectionType="equirectangular" GPano:UsePanoramaViewer="True"/>'
+)
+ELEM = _packet(
+    b"<rdf:Description><GPano:ProjectionType> Equirectangular </GPano:ProjectionType>"
+    b"</rdf:Description>"
+)
+CYL = _packet(b"<rdf:Description GPano:ProjectionType='cylindrical'/>")
+# Matched by namespace URI, not by prefix: another prefix for GPano is GPano; "GPano:" bound
+# to another namespace is not.
+OTHER_PREFIX = ATTR.replace(b"GPano", b"p")
+WRONG_NS = _packet(b'<rdf:Description GPano:ProjectionType="equirectangular"/>').replace(
+    b"photos/1.0/panorama/", b"photos/1.0/not-panorama/"
+)
 
 
 @pytest.mark.parametrize(
@@ -23,7 +44,10 @@ CYL = b"<rdf:Description GPano:ProjectionType='cylindrical'/>"
         (ATTR, "equirectangular"),
         (ELEM, "equirectangular"),
         (CYL, "cylindrical"),
+        (OTHER_PREFIX, "equirectangular"),
+        (WRONG_NS, None),
         (b"<x/>", None),
+        (b"GPano:ProjectionType='equirectangular' (not XML)", None),
         (None, None),
     ],
 )

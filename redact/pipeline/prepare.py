@@ -82,7 +82,7 @@ class PrepareImage(beam.DoFn):
             data = read_bytes(uri, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s)
             sha = hashlib.sha256(data).hexdigest()
             t1 = time.perf_counter()
-            decoded = decode_image(data, max_pixels=cfg.io.max_pixels)
+            decoded = decode_image(data, max_pixels=cfg.io.max_pixels, metadata=cfg.metadata)
             t2 = time.perf_counter()
             timings["read"], timings["decode"] = t1 - t0, t2 - t1
             w, h = decoded.width, decoded.height
