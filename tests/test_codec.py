@@ -453,3 +453,35 @@ def test_too_large_png_refused_before_decoding(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ImageError) as ei:
         decode_image(data, max_pixels=400_000_000)
     assert ei.value.reason == "too_large"
+
+
+def test_png_low_bit_gray_and_palette_transparency_flattened() -> None:
+    # 2-bit gray, samples 0 1 2 3 with tRNS key 2: the key shows white, the rest its gray.
+    w, h = 8, 2
+    raw = b"".join(b"\x00" + bytes([0b00011011, 0b00011011]) for _ in range(h))
+    png = (
+        png_meta.SIGNATURE
+        + png_meta.chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 2, 0, 0, 0, 0))
+        + png_meta.chunk(b"tRNS", struct.pack(">H", 2))
+        + png_meta.chunk(b"IDAT", zlib.compress(raw))
+        + png_meta.chunk(b"IEND", b"")
+    )
+    d = decode_image(png, max_pixels=MAXPIX)
+    assert d.grayscale and d.conversions == ("alpha_flattened",)
+    np.testing.assert_array_equal(d.pixels[0, :, 0], [0, 85, 255, 255, 0, 85, 255, 255])
+    # Palette with a transparent entry 0 (black): white in the copy.
+    plte = bytes([0, 0, 0, 200, 10, 10])
+    raw = b"".join(b"\x00" + bytes([0, 1, 0, 1]) for _ in range(2))
+    png = (
+        png_meta.SIGNATURE
+        + png_meta.chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 2, 8, 3, 0, 0, 0))
+        + png_meta.chunk(b"PLTE", plte)
+        + png_meta.chunk(b"tRNS", b"\x00")
+        + png_meta.chunk(b"IDAT", zlib.compress(raw))
+        + png_meta.chunk(b"IEND", b"")
+    )
+    d = decode_image(png, max_pixels=MAXPIX)
+    assert not d.grayscale and d.conversions == ("alpha_flattened",)
+    assert d.pixels[0, 0].tolist() == [255, 255, 255] and d.pixels[0, 1].tolist() == [200, 10, 10]
+    out = encode_image(d, d.pixels)
+    assert png_meta.read_header(out).color_type == 2 and b"tRNS" not in out

@@ -192,3 +192,16 @@ def test_case5_orientation6_malformed_exif_stored_upright() -> None:
     # ... and no Orientation tag is left that a viewer could apply on top.
     for m, p in parse_jpeg(out).segments:
         assert not (m == 0xE1 and p.startswith(b"Exif")) or b"\x12\x01\x03\x00" not in p
+
+
+def test_case5_png_orientation6_malformed_exif_stored_upright() -> None:
+    jpeg, upright = leak_files.case_orientation6_malformed_exif()
+    stored = np.ascontiguousarray(np.rot90(upright, k=1))
+    block = next(p for m, p in parse_jpeg(jpeg).segments if m == 0xE1)[6:]
+    data = leak_files.png_with([(b"eXIf", block)], stored)
+    d = codec.decode_image(data, max_pixels=MAXPIX)
+    np.testing.assert_array_equal(d.pixels, upright)
+    out = codec.encode_image(d, d.pixels)
+    raw = cv2.imdecode(np.frombuffer(out, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1]
+    np.testing.assert_array_equal(raw, upright)
+    assert b"eXIf" not in out
