@@ -431,7 +431,7 @@ def test_png_16_bit_rounded_to_8_bit() -> None:
     bgra[:4, :4, 3] = 0
     ok, buf = cv2.imencode(".png", bgra)
     d = decode_image(buf.tobytes(), max_pixels=MAXPIX)
-    assert d.conversions == ("alpha_flattened", "16_to_8_bit")
+    assert d.conversions == ("16_to_8_bit", "alpha_flattened")
     assert (d.pixels[:4, :4] == 255).all()
     np.testing.assert_array_equal(d.pixels[4:, 4:], expect[4:, 4:])
 

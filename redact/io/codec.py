@@ -316,15 +316,13 @@ def _to_8bit(img: np.ndarray) -> np.ndarray:
     return ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def _flatten_on_white(color: np.ndarray, alpha: np.ndarray, max_value: int) -> np.ndarray:
-    """Composite (H, W, C) samples with (H, W) alpha (both 0..max_value) onto white:
-    ``c * a + max * (max - a)``, divided by ``max`` and rounded; same dtype as ``color``."""
-    wide = np.uint32 if max_value <= 255 else np.uint64
-    c: np.ndarray = color.astype(wide)
-    a: np.ndarray = alpha.astype(wide)[:, :, None]
-    m = max_value
-    out = (c * a + (m - a) * m + m // 2) // m
-    return out.astype(color.dtype)
+def _flatten_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Composite (H, W, C) uint8 samples with (H, W) uint8 alpha onto white:
+    ``(c * a + 255 * (255 - a)) / 255`` rounded, uint8 (uint16 temporaries: the numerator
+    plus 127 is at most 65152)."""
+    c = color.astype(np.uint16)
+    a = alpha.astype(np.uint16)[:, :, None]
+    return ((c * a + (255 - a) * 255 + 127) // 255).astype(np.uint8)
 
 
 def _gray_trns_alpha(img: np.ndarray, hdr: png_meta.PngHeader, chunks: tuple) -> np.ndarray | None:
@@ -353,7 +351,6 @@ def _decode_png(data: bytes, max_pixels: int, policy: MetadataPolicy) -> Decoded
         raise _err("unsupported_format", f"PNG decodes to {img.dtype}")
     if img.shape[:2] != (hdr.height, hdr.width):
         raise _err("corrupt", "PNG decoded size differs from its header")
-    top = 65535 if img.dtype == np.uint16 else 255
     conversions: list[str] = []
     if img.ndim == 2:
         img = img[:, :, None]
@@ -367,13 +364,14 @@ def _decode_png(data: bytes, max_pixels: int, policy: MetadataPolicy) -> Decoded
         alpha = _gray_trns_alpha(img[:, :, 0], hdr, st.chunks)
     else:
         raise _err("unsupported_format", f"PNG decodes to {img.shape[2]} channels")
-    if alpha is not None:
-        if bool(np.any(alpha != top)):
-            conversions.append("alpha_flattened")
-        img = _flatten_on_white(img, alpha, top)
-    if img.dtype == np.uint16:
+    if img.dtype == np.uint16:  # rounded first: the flattening below then works in 8 bits
         img = _to_8bit(img)
+        alpha = None if alpha is None else _to_8bit(alpha)
         conversions.append("16_to_8_bit")
+    if alpha is not None:
+        if bool(np.any(alpha != 255)):
+            conversions.append("alpha_flattened")
+        img = _flatten_on_white(img, alpha)
     gray = hdr.color_type in (0, 4)
     if gray and img.shape[2] == 3:
         img = img[:, :, :1]  # OpenCV expands gray+alpha to BGRA

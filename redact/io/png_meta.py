@@ -252,7 +252,7 @@ def select_metadata(
     (other text, tIME, bKGD, tRNS, sBIT, APNG frames, private chunks) is dropped. Never raises.
     """
     policy = policy or MetadataPolicy()
-    allowed_text = {kw.encode("latin-1") for kw in policy.png_text_keywords}
+    allowed_text = {kw.encode("latin-1", "replace") for kw in policy.png_text_keywords}
     out: dict[bytes, bytes] = {}
     texts: list[tuple[bytes, bytes]] = []
     seen_xmp = False
