@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -152,7 +152,7 @@ class DecodedImage:
     subsampling: str | None = None
     metadata: JpegMetadata | PngMetadata | None = None
     qtables_exact: bool | None = None
-    conversions: tuple[str, ...] = field(default=())
+    conversions: tuple[str, ...] = ()
 
     @property
     def height(self) -> int:
