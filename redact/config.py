@@ -56,6 +56,9 @@ class ModelConfig:
     score_floor: float = 0.02  # raw candidates below this are discarded in the tile
     tile_nms_iou: float = 0.6
     intra_op_threads: int = 0  # 0 = ONNX Runtime default (all cores)
+    # Folder of the detector canary this model must pass before it runs ("" = the packaged
+    # models/canary, next to the registry; redact.detection.canary).
+    canary: str = ""
 
     def _validate(self, where: str) -> None:
         if not self.name and not self.path:

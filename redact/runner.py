@@ -17,6 +17,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
 from redact.detection import ModelRegistry, describe_models, make_detector_handler
+from redact.detection.canary import check_detectors
+from redact.detection.canary import summarize as summarize_canary
 from redact.errors import UsageError
 from redact.io.inputs import check_output_location, list_local
 from redact.io.storage import InputSpec, normalize_dir
@@ -138,6 +140,13 @@ def execute(
     """Build and run one job to completion; returns (result, run info, seconds)."""
     config = job.config
     registry = ModelRegistry.load(registry_path)
+    # Every detector proves itself on the canary here, before anything is built (each worker
+    # proves it again when it loads the model): a broken detector stops the job unpublished.
+    t_canary = time.perf_counter()
+    reports = check_detectors(config, registry)
+    _LOG.info(
+        "canary passed in %.2f s:\n%s", time.perf_counter() - t_canary, summarize_canary(reports)
+    )
     handler = make_detector_handler(config, registry)
     run = run_info(job, describe_models(config, registry))
     options = PipelineOptions(list(beam_args), save_main_session=False)

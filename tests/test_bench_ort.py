@@ -13,7 +13,7 @@ from redact.config import ModelConfig, RedactConfig
 from redact.detection import ModelRegistry, ModelSpec, YoloOnnxModelHandler
 from redact.detection.registry import sha256_of
 from tests.fixtures.scripts import load_script
-from tests.tiny_models import build_color_detector, draw_square
+from tests.tiny_models import build_color_detector, draw_square, write_color_canary
 
 load_script("benchmark")  # puts scripts/ (the bench package) on sys.path
 
@@ -24,11 +24,20 @@ FACE, PLATE = ObjectClass.FACE, ObjectClass.LICENSE_PLATE
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    return build_color_detector(tmp_path_factory.mktemp("m") / "c.onnx", size=64)
+    root = tmp_path_factory.mktemp("m")
+    write_color_canary(root / "canary")  # next to the model: see _canary
+    return build_color_detector(root / "c.onnx", size=64)
+
+
+def _canary(model: Path) -> str:
+    return str(model.parent / "canary")
 
 
 def _handler(path: Path, **kw) -> YoloOnnxModelHandler:
-    mc = ModelConfig(path=str(path), classes=(FACE, PLATE), batch_size=2, intra_op_threads=1)
+    mc = ModelConfig(
+        path=str(path), classes=(FACE, PLATE), batch_size=2, intra_op_threads=1,
+        canary=_canary(path),
+    )  # fmt: skip
     spec = ModelSpec(
         name="c",
         version="1",
@@ -37,7 +46,9 @@ def _handler(path: Path, **kw) -> YoloOnnxModelHandler:
         classes=(FACE, PLATE),
         num_classes=2,
     )
-    return YoloOnnxModelHandler(spec, mc, providers=["CPUExecutionProvider"], **kw)
+    return YoloOnnxModelHandler(
+        spec, mc, providers=["CPUExecutionProvider"], canary=mc.canary, **kw
+    )
 
 
 def test_session_options_follow_the_knobs(model_path: Path) -> None:
@@ -64,7 +75,7 @@ def test_every_level_detects_the_same(model_path: Path, graph: str) -> None:
 
 
 def test_sweep_reports_every_setting(model_path: Path) -> None:
-    mc = ModelConfig(path=str(model_path), classes=(FACE, PLATE))
+    mc = ModelConfig(path=str(model_path), classes=(FACE, PLATE), canary=_canary(model_path))
     cfg = RedactConfig(models=(mc, mc))
     tiles = [np.full((64, 64, 3), 90, np.uint8)] * 4
     res = sweep(cfg, ModelRegistry({}), tiles, threads=(1,), batches=(1, 4), repeat=1)

@@ -297,17 +297,21 @@ def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> P
     panoramas (the test images are small). ``sections`` replace top-level sections
     (e.g. ``blur={...}``, ``season={...}``). Returns the config path.
 
-    Also writes the colour canary (``root/canary``, :func:`write_color_canary`) next to an
-    empty model registry (``root/registry.yaml``): the colour model cannot pass the packaged
-    canary of real faces, so a test that runs this config through the real handler path sets
-    ``REDACT_REGISTRY`` to ``root/registry.yaml`` (the default canary folder follows the
-    registry: :func:`redact.detection.canary.default_canary_folder`)."""
+    Also writes the colour canary (``root/canary``, :func:`write_color_canary`), which the
+    config's model names (``canary:``): the colour model cannot pass the packaged canary of
+    real faces, and a real job proves every detector on its canary before it runs."""
     root = Path(root)
     model = build_color_detector(root / "tiny.onnx", size=tile)
-    write_color_canary(root / "canary")
-    (root / "registry.yaml").write_text("version: 1\nmodels: {}\n")
+    canary = write_color_canary(root / "canary")
     cfg: dict[str, Any] = {
-        "models": [{"path": str(model), "classes": ["face", "license_plate"], "batch_size": 4}],
+        "models": [
+            {
+                "path": str(model),
+                "classes": ["face", "license_plate"],
+                "batch_size": 4,
+                "canary": str(canary),
+            }
+        ],
         "tiling": {
             "tile_size": tile,
             "levels": [
@@ -321,9 +325,11 @@ def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> P
             ],
             "perspective": {"overlap_px": 24, "global_view": False},
         },
+        # The size prior is off: 256 px test panoramas are not to scale (a 24 px box would be
+        # 17 deg tall, a giant by the shipped rule).
         "thresholds": {
-            "face": {"blur": 0.5, "review": 0.3, "floor": 0.1},
-            "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1},
+            "face": {"blur": 0.5, "review": 0.3, "floor": 0.1, "review_max_height": 0.0},
+            "license_plate": {"blur": 0.5, "review": 0.3, "floor": 0.1, "review_max_height": 0.0},
         },
         "io": {"equirect_min_width": 64},
         **sections,

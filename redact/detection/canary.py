@@ -440,7 +440,8 @@ def check_detectors(
     Args:
         config: the run's config.
         registry: resolves ``config.models``.
-        canary: canary folder; None = :func:`default_canary_folder`.
+        canary: canary folder for every model; None = each model's ``canary`` setting, else
+            :func:`default_canary_folder`.
 
     Returns:
         One report per model, in config order (all passed or skipped).
@@ -451,14 +452,15 @@ def check_detectors(
         DetectorOutputError: a model's head breaks its contract on the canary.
     """
     from redact.detection.base import BackendUnavailableError
-    from redact.detection.ensemble import make_member_handler
+    from redact.detection.ensemble import make_member_handler, member_canary
 
-    loaded = load_canary(canary)
     thresholds = blur_thresholds(config)
     reports = []
     for i, mc in enumerate(config.models):
+        folder = member_canary(mc, canary)
+        loaded = load_canary(folder)
         handler = make_member_handler(
-            registry.resolve(mc), mc, i, blur_thresholds=thresholds, canary=canary
+            registry.resolve(mc), mc, i, blur_thresholds=thresholds, canary=folder
         )
         t0 = time.perf_counter()
         try:

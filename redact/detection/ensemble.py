@@ -154,6 +154,16 @@ def make_member_handler(
     raise ValueError(f"unsupported backend {model_config.backend!r}")  # pragma: no cover
 
 
+def member_canary(
+    model_config: ModelConfig, canary: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """The canary folder of one member: ``canary`` when given, else the model's configured
+    ``canary`` (None = the packaged one)."""
+    if canary is not None:
+        return canary
+    return model_config.canary or None
+
+
 def make_detector_handler(
     config: RedactConfig,
     registry: ModelRegistry,
@@ -164,12 +174,15 @@ def make_detector_handler(
 
     Resolves every model in the registry (path models are hashed). Model files are
     checked on the worker when loaded (sha256), and each model then proves itself on the
-    detector canary (``canary`` folder, None = the packaged one) at ``config``'s per-class
+    detector canary (``canary`` folder, None = each model's configured one, else the packaged
+    one) at ``config``'s per-class
     blur thresholds before any inference.
     """
     thresholds = config_blur_thresholds(config)
     members = [
-        make_member_handler(registry.resolve(mc), mc, i, blur_thresholds=thresholds, canary=canary)
+        make_member_handler(
+            registry.resolve(mc), mc, i, blur_thresholds=thresholds, canary=member_canary(mc, canary)
+        )
         for i, mc in enumerate(config.models)
     ]
     return members[0] if len(members) == 1 else EnsembleModelHandler(members)

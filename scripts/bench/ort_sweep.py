@@ -40,6 +40,7 @@ def _handler(
         providers=CPU,
         graph_optimization=graph_optimization,
         allow_spinning=allow_spinning,
+        canary=cfg.canary or None,
     )
 
 
