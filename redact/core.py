@@ -18,7 +18,7 @@ import datetime
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +49,8 @@ class Redacted:
         n_faces, n_plates: regions blurred by class (detector and manual).
         n_manual: manual regions blurred.
         decisions: one per row detection.
+        blurred: the detections that were blurred (image pixels; manual regions included).
+        mask: (H, W) bool, the pixels that were replaced or feathered (upright).
     """
 
     data: bytes
@@ -57,6 +59,8 @@ class Redacted:
     n_plates: int
     n_manual: int
     decisions: tuple[Decision, ...]
+    blurred: Detections
+    mask: np.ndarray = field(repr=False)
 
 
 def blur_seed(secret: bytes, sha256_hex: str) -> int:
@@ -178,4 +182,6 @@ def redact_image(
         n_plates=int(np.count_nonzero(blurs)) - faces,
         n_manual=len(pinned),
         decisions=decisions,
+        blurred=to_blur,
+        mask=mask,
     )

@@ -74,8 +74,8 @@ def calibration_batches(
     import cv2
 
     from redact.classes import Projection
-    from redact.detection.base import preprocess
     from redact.config import IOConfig
+    from redact.detection.base import preprocess
     from redact.pipeline import resolve_projection
     from redact.tiling import RemapCache, plan_panorama_tiles, plan_perspective_tiles, render_tile
 

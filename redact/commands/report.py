@@ -48,15 +48,18 @@ ROW_COLUMNS = (
 
 def latest_rows(manifest_dir: str) -> dict[str, dict[str, Any]]:
     """The newest manifest row of every image (by processed_at), keyed by relative path; only
-    the columns selection needs (:data:`ROW_COLUMNS`: not the detections)."""
+    the columns selection needs (:data:`ROW_COLUMNS`: not the detections). Skipped rows only
+    say an earlier row stands, so they are passed over."""
     import pyarrow.dataset as ds
 
-    from redact.manifest import SCHEMA
+    from redact.manifest import SCHEMA, Status
 
     dataset = ds.dataset(manifest_dir, format="parquet", schema=SCHEMA)
     table = dataset.to_table(columns=list(ROW_COLUMNS))
     out: dict[str, dict[str, Any]] = {}
     for row in table.to_pylist():
+        if row["status"] == Status.SKIPPED.value:
+            continue
         cur = out.get(row["relative_path"])
         if cur is None or (row["processed_at"], row["run_id"]) >= (
             cur["processed_at"],

@@ -1,14 +1,15 @@
 """Per-stage timing of the redaction of one image, in-process.
 
 Calls the library functions the Beam pipeline calls, in the same order
-(:class:`redact.pipeline.PrepareImage` then RunInference then
-:func:`redact.pipeline.detect.to_image_space` then :class:`redact.pipeline.FinalizeImage`), with a
+(:class:`redact.pipeline.prepare.PrepareImage` then RunInference then
+:func:`redact.pipeline.detect.to_image_space` then :func:`redact.core.redact_image`), with a
 timer around each stage:
 
 ``read`` (bytes + sha256), ``decode``, ``tile`` (plan + render every tile, remap maps cached),
 ``infer`` (the real detector handler/ensemble, in batches of its ``batch_size``), ``merge``
-(tile -> image mapping, merge, thresholds), ``decode2`` (FinalizeImage decodes the original
-bytes a second time), ``blur``, ``encode``, ``write``.
+(tile -> image mapping, merge, thresholds), ``decode2`` (publication decodes the original
+bytes a second time), ``blur``, ``encode`` (these four are :func:`redact.core.redact_image`, the
+one core the pipeline's Publish step calls, timed by its own clock), ``write``.
 
 One-off costs (model load, the first render of a tile layout which builds its remap maps) are
 measured separately, so the per-image figures are the steady state of a long job.
@@ -27,16 +28,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from redact.blur import blur_regions
-from redact.classes import Decision, ObjectClass, Projection
+from redact.classes import ObjectClass, Projection
 from redact.config import RedactConfig
-from redact.decision import select_regions
+from redact.core import Redacted, redact_image
 from redact.detections import Detections
-from redact.io.codec import DecodedImage, decode_image, encode_image
+from redact.io.codec import DecodedImage, decode_image
 from redact.io.storage import read_bytes, write_atomic
+from redact.manifest import RunInfo
 from redact.pipeline import resolve_projection
 from redact.pipeline.detect import to_image_space
-from redact.records import TileKey, TileResult
+from redact.records import ImageRecord, TileKey, TileResult
 from redact.tiling import (
     RemapCache,
     Tile,
@@ -46,6 +47,8 @@ from redact.tiling import (
 )
 
 STAGES = ("read", "decode", "tile", "infer", "merge", "decode2", "blur", "encode", "write")
+# Stages timed by the bench's own clock; the others come from redact_image's timings.
+CLOCKED = ("read", "decode", "tile", "infer", "core", "write")
 
 
 @dataclass
@@ -63,7 +66,8 @@ class ImageRun:
     input_bytes: int
     output_bytes: int
     untouched_psnr_db: float | None  # re-encoded vs original decode, outside the blur mask
-    untouched_psnr_fast_upsample_db: float | None  # same, re-encoding a fast_upsample decode
+    # same, re-encoding a fast_upsample decode: what redact_image does, so equal to the above
+    untouched_psnr_fast_upsample_db: float | None
     qtables_exact: bool | None  # the re-encode uses exactly the original's quant tables
     blurred_xyxy: npt.NDArray[np.float32] = field(repr=False)
     blurred_class: npt.NDArray[np.int32] = field(repr=False)
@@ -156,6 +160,10 @@ class StageBench:
         self.batch_size = int(handler.batch_elements_kwargs().get("max_batch_size") or 1)
         self.layout_build_s: dict[str, float] = {}  # "WxH" -> first render of its tiles (s)
         self._warm = False
+        self.secret = b"bench"  # fixed: repeated passes publish identical bytes
+        self.run_info = RunInfo(
+            run_id="bench", models=[], config_hash=cfg.hash(), thresholds=[], redact_version=""
+        )
 
     def _render(self, decoded: DecodedImage, tiles: Sequence[Tile]) -> list[np.ndarray]:
         return [render_tile(decoded.pixels, t, self.cache) for t in tiles]
@@ -192,7 +200,7 @@ class StageBench:
             clock.append(time.perf_counter())
 
         data = read_bytes(path, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s)
-        hashlib.sha256(data).hexdigest()
+        sha = hashlib.sha256(data).hexdigest()
         lap()
         decoded = decode_image(data, max_pixels=cfg.io.max_pixels)
         lap()
@@ -213,59 +221,45 @@ class StageBench:
         ok = [r for r in mapped if isinstance(r, TileResult)]
         if len(ok) != len(tiles):
             raise RuntimeError(f"{path}: {len(tiles) - len(ok)} tile(s) failed to map")
-        kept, decisions = select_regions([r.detections for r in ok], cfg, w, h, wrap=wrap)
-        blurs = np.array([d.blurs for d in decisions], dtype=bool)
-        to_blur = kept[blurs] if len(kept) else kept
-        lap()
-        decoded2 = decode_image(data, max_pixels=cfg.io.max_pixels, fast_upsample=True)
-        lap()
-        pixels, mask = blur_regions(
-            decoded2.pixels, to_blur.xyxy, cfg.blur, wrap=wrap, classes=to_blur.class_id
+        record = ImageRecord(
+            uri=path,
+            relative_path=Path(path).name,
+            output_uri=str(self.out_dir / Path(path).name),
+            sha256=sha,
+            width=w,
+            height=h,
+            format=decoded.format.value,
+            projection=projection,
+            n_tiles=len(tiles),
+            timings_s={},
         )
-        lap()
-        encoded = encode_image(
-            decoded2,
-            pixels,
-            jpeg_quality=cfg.output.jpeg_quality,
-            keep_metadata=cfg.output.keep_metadata,
+        # The one redaction core the pipeline's Publish step calls (merge, decide, re-decode,
+        # blur, encode); its own timings split the merge/decode2/blur/encode stages.
+        out = redact_image(
+            data, [r.detections for r in ok], cfg, record, self.run_info, secret=self.secret
         )
+        core_t = dict(out.row["timings_s"])
         lap()
-        write_atomic(str(self.out_dir / Path(path).name), encoded)
+        write_atomic(record.output_uri, out.data)
         lap()
-        timings = {s: clock[i + 1] - clock[i] for i, s in enumerate(STAGES)}
+        timings = {s: clock[i + 1] - clock[i] for i, s in enumerate(CLOCKED)}
+        del timings["core"]
+        timings.update(
+            merge=core_t["merge"], decode2=core_t["decode"], blur=core_t["blur"],
+            encode=core_t["encode"],
+        )  # fmt: skip
         outputs = {
             "decoded": decoded,
-            "pixels": pixels,
-            "mask": mask,
-            "encoded": encoded,
+            "mask": out.mask,
+            "encoded": out.data,
             "data": data,
             "tiles": len(tiles),
             "projection": projection,
-            "to_blur": to_blur,
-            "decisions": decisions,
-            "kept": kept,
+            "to_blur": out.blurred,
+            "decisions": list(out.decisions),
+            "redacted": out,
         }
         return timings, outputs
-
-    def _psnr_fast_upsample(
-        self, data: bytes, decoded: DecodedImage, to_blur: Detections, outputs: dict[str, Any]
-    ) -> float | None:
-        """Untouched-area PSNR if the re-encoded pixels came from a ``fast_upsample`` decode."""
-        cfg = self.cfg
-        src = decode_image(data, max_pixels=cfg.io.max_pixels, fast_upsample=True)
-        wrap = outputs["projection"] is Projection.EQUIRECTANGULAR
-        pixels, mask = blur_regions(
-            src.pixels, to_blur.xyxy, cfg.blur, wrap=wrap, classes=to_blur.class_id
-        )
-        enc = encode_image(
-            src,
-            pixels,
-            jpeg_quality=cfg.output.jpeg_quality,
-            keep_metadata=cfg.output.keep_metadata,
-        )
-        again = decode_image(enc, max_pixels=cfg.io.max_pixels)
-        return psnr_outside(decoded.pixels, again.pixels, mask)
-
     def run(self, path: str, repeat: int = 1) -> ImageRun:
         """Warm up (once per tile layout), then ``repeat`` timed passes; medians per stage."""
         self.warm_up(path)
@@ -277,24 +271,17 @@ class StageBench:
         med = {s: statistics.median(r[s] for r in runs) for s in STAGES}
         decoded: DecodedImage = outputs["decoded"]
         to_blur: Detections = outputs["to_blur"]
-        kept: Detections = outputs["kept"]
-        decisions: list[Decision] = outputs["decisions"]
+        redacted: Redacted = outputs["redacted"]
         blurred = {
-            c.label: int(
-                sum(
-                    1
-                    for cid, d in zip(kept.class_id, decisions, strict=True)
-                    if d.blurs and int(cid) == int(c)
-                )
-            )
-            for c in ObjectClass
+            ObjectClass.FACE.label: redacted.n_faces,
+            ObjectClass.LICENSE_PLATE.label: redacted.n_plates,
         }
         psnr: float | None = None
         psnr_fast: float | None = None
         if decoded.format.value == "jpeg":
             again = decode_image(outputs["encoded"], max_pixels=self.cfg.io.max_pixels)
             psnr = psnr_outside(decoded.pixels, again.pixels, outputs["mask"])
-            psnr_fast = self._psnr_fast_upsample(outputs["data"], decoded, to_blur, outputs)
+            psnr_fast = psnr  # redact_image re-encodes from a fast_upsample decode
         return ImageRun(
             path=path,
             name=Path(path).name,
