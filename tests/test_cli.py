@@ -72,6 +72,27 @@ def test_output_equal_to_input_is_refused(capsys, tmp_path):
     assert "originals would be overwritten" in capsys.readouterr().err
 
 
+def test_output_symlinked_to_the_input_is_refused(capsys, tmp_path):
+    """The same-folder check compared abspaths: a symlinked DST overwrote the originals."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(b"original")
+    (tmp_path / "dst").symlink_to(src, target_is_directory=True)
+    rc = main(["run", "--input", str(src), "--output", str(tmp_path / "dst")])
+    assert rc == 2
+    assert "originals would be overwritten" in capsys.readouterr().err
+    assert (src / "a.jpg").read_bytes() == b"original"
+
+
+@pytest.mark.parametrize("pattern", ["{root}/*.jpg", "{root}/nonexistent/*.jpg", "{root}/none"])
+def test_an_empty_match_is_an_error(capsys, tmp_path, pattern):
+    rc = main(["run", "--input", pattern.format(root=tmp_path), "--output", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("matches no file" in err or "no such" in err)
+    assert not (tmp_path / "o").exists()
+
+
 def test_parse_set():
     assert _parse_set(["a.b=0.3", "a.c=true", "d=x"]) == {"a": {"b": 0.3, "c": True}, "d": "x"}
     with pytest.raises(Exception, match="KEY=VALUE"):
@@ -289,3 +310,12 @@ def test_unexpected_error_one_line_exit_1(capsys, monkeypatch):
     assert err.startswith("redact: error: KeyError: 'internal'") and "--debug" in err
     assert main(["--debug", "run", "--input", "x", "--output", "y"]) == 1
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_allow_empty_runs_a_job_over_nothing(capsys, tmp_path):
+    out = tmp_path / "o"
+    rc = main(["run", "--input", f"{tmp_path}/*.jpg", "--output", str(out), "--allow-empty"])
+    assert rc == 0
+    assert "0 image(s) read, 0 published" in capsys.readouterr().out
+    assert list((out / "_manifest").glob("run-*.parquet"))

@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--registry",
         help="model registry YAML (default: $REDACT_REGISTRY or the packaged registry.yaml)",
     )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="run even when --input matches no file (default: exit 2: a mistyped path or glob)",
+    )
     add_season_args(p)
     p.set_defaults(func=_run, accepts_beam_args=True)
 
