@@ -95,10 +95,10 @@ def _list(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _decide(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from redact.classes import ObjectClass
-    from redact.commands.report import invalidate
     from redact.errors import UsageError
     from redact.runner import Layout
     from redact.season.manual import parse_box, write_regions
+    from redact.season.republish import invalidate
     from redact.season.review import (
         ReviewDecision,
         apply_decisions,
