@@ -11,9 +11,9 @@ import pytest
 
 s2sphere = pytest.importorskip("s2sphere")
 
-from redact.season.cells import CellPriority, read_cells, select  # noqa: E402
 from redact.io.codec import decode_image  # noqa: E402
 from redact.io.exif import CaptureInfo, exif_capture_info  # noqa: E402
+from redact.season.cells import CellPriority, read_cells, select  # noqa: E402
 from redact.season.location import (  # noqa: E402
     CellRange,
     Location,
