@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from redact.classes import ObjectClass
 from redact.errors import ConfigError
 from redact.io.metadata import MetadataPolicy
+from redact.yamlfile import read_yaml_mapping
 
 
 class Backend(enum.Enum):
@@ -427,16 +426,7 @@ def _load_yaml_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     path = path.resolve()
     if path in seen:
         raise ConfigError(f"{path}: 'extends' cycle")
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from e
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    data = dict(read_yaml_mapping(path, ConfigError, "config"))
     parent = data.pop("extends", None)
     if parent is None:
         return data

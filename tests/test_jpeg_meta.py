@@ -33,40 +33,8 @@ GPS_LAT = ((52, 1), (22, 1), (1234, 100))
 
 
 def _layout(e: str, ifds: list[list[tuple]], next_of: dict[int, int], blobs: list[bytes]) -> bytes:
-    """Serialise IFDs. Entry = (tag, type, count, value); value is bytes (packed), or
-    ("ifd", k) / ("blob", k) for a LONG offset to IFD k / blob k."""
-
-    def data_len(ents: list[tuple]) -> int:
-        return sum(len(v) + len(v) % 2 for *_, v in ents if isinstance(v, bytes) and len(v) > 4)
-
-    offs, pos = [], 8
-    for ents in ifds:
-        offs.append(pos)
-        pos += 2 + 12 * len(ents) + 4 + data_len(ents)
-    boffs = []
-    for b in blobs:
-        boffs.append(pos)
-        pos += len(b)
-    out = bytearray((b"II" if e == "<" else b"MM") + struct.pack(e + "HI", 42, 8))
-    for k, ents in enumerate(ifds):
-        data_pos = offs[k] + 2 + 12 * len(ents) + 4
-        d = bytearray(struct.pack(e + "H", len(ents)))
-        data = bytearray()
-        for tag, typ, count, v in ents:
-            if isinstance(v, tuple):
-                val = struct.pack(e + "I", (offs if v[0] == "ifd" else boffs)[v[1]])
-            elif len(v) <= 4:
-                val = v.ljust(4, b"\x00")
-            else:
-                val = struct.pack(e + "I", data_pos + len(data))
-                data += v + b"\x00" * (len(v) % 2)
-            d += struct.pack(e + "HHI", tag, typ, count) + val
-        nxt = offs[next_of[k]] if k in next_of else 0
-        out += d + struct.pack(e + "I", nxt) + data
-    for b in blobs:
-        out += b
-    assert len(out) == pos
-    return bytes(out)
+    """Serialise IFDs with the crafted-file builder of scripts/leak_files.py."""
+    return leak_files.tiff(ifds, next_of, blobs, e)
 
 
 def tiny_jpeg() -> bytes:

@@ -8,74 +8,23 @@ import apache_beam as beam
 import cv2
 import numpy as np
 import pytest
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from redact.classes import Projection
-from redact.config import RedactConfig
-from redact.detection.base import TileInference
-from redact.detections import Detections
-from redact.io.storage import InputSpec
-from redact.pipeline import JobSpec, build_pipeline, run_info
+from redact.pipeline import build_pipeline
+from tests.conftest import FakeHandler
 
 pytestmark = pytest.mark.slow
 
 
-class _Model:
-    """Beam's Shared model cache needs a weak-referenceable object."""
-
-
-class FakeHandler(ModelHandler[np.ndarray, PredictionResult, _Model]):
-    """Finds nothing; raises on tiles whose top-left pixel is the poison value."""
-
-    POISON = 7
-
-    def load_model(self) -> _Model:
-        return _Model()
-
-    def run_inference(self, batch, model, inference_args=None):
-        if any(int(t[0, 0, 0]) == self.POISON for t in batch):
-            raise RuntimeError("GPU fell off the bus")
-        return [PredictionResult(None, TileInference(Detections.empty(), 0.001)) for _ in batch]
-
-    def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": 1}
-
-
-def _config() -> RedactConfig:
-    return RedactConfig.from_dict(
-        {
-            "models": [{"path": "unused.onnx", "classes": ["face"]}],
-            "tiling": {
-                "tile_size": 32,
-                "levels": [
-                    {"scale": 0.5, "pitch_min_deg": -30, "pitch_max_deg": 30, "max_object_deg": 5}
-                ],
-                "perspective": {"overlap_px": 8, "global_view": False},
-            },
-        }
-    )
-
-
-def test_inference_failure_quarantines_only_that_image(tmp_path: Path):
+def test_inference_failure_quarantines_only_that_image(tmp_path: Path, make_job):
     src, dst = tmp_path / "src", tmp_path / "dst"
-    src.mkdir()
     good = np.full((64, 128, 3), 100, np.uint8)
     bad = good.copy()
     bad[:, :, 2] = FakeHandler.POISON  # every tile of this image poisons its batch (BGR on disk)
     cv2.imwrite(str(src / "good.png"), good)
     cv2.imwrite(str(src / "bad.png"), bad)
-    job = JobSpec(
-        input=InputSpec.parse(str(src)),
-        output=str(dst),
-        manifest=str(dst / "_manifest"),
-        quarantine=str(dst / "_quarantine"),
-        projection=Projection.AUTO,
-        run_id="r",
-        config=_config(),
-    )
-    run = run_info(job, [{"name": "fake", "version": "0", "sha256": "", "backend": "onnx"}])
+    job, run = make_job()
     with BeamTestPipeline() as p:
         outs = build_pipeline(p, job, run, FakeHandler())
         statuses = outs["rows"] | beam.Map(

