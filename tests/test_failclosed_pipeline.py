@@ -78,7 +78,8 @@ def test_breaker_counts_quarantined_images_with_an_absolute_bound(tmp_path, make
     assert not (tmp_path / "dst" / "good.png").exists()
 
 
-def test_two_inputs_mapping_to_one_output_are_both_quarantined(tmp_path, make_job):
+def test_a_backslash_name_is_quarantined_not_rewritten_onto_another_output(tmp_path, make_job):
+    """`x\\y.png` used to be rewritten to `x/y.png`: two inputs, one output, one copy lost."""
     src = tmp_path / "src"
     _png(src / "x" / "y.png", FakeHandler.FACE)
     _png(src / "x\\y.png", FakeHandler.FACE)  # a backslash is a legal POSIX name character
@@ -92,6 +93,20 @@ def test_two_inputs_mapping_to_one_output_are_both_quarantined(tmp_path, make_jo
     # The backslash name never reaches x/y.png: the one published there is x/y.png's own copy.
     assert (tmp_path / "dst" / "x" / "y.png").exists()
     assert not (tmp_path / "dst" / "x\\y.png").exists()
+
+
+def test_inputs_claiming_one_output_are_all_rejected(make_job):
+    """Admission's collision rule (defence in depth: verbatim names make it rare)."""
+    from redact.pipeline.sources import Admit, Candidate
+
+    job, _ = make_job()
+    a = Candidate(job.uri_for("a.png"))
+    b = Candidate("/elsewhere/a.png")
+    out = list(Admit(job).process(("a.png", [a, b])))
+    assert [o.tag for o in out] == [Admit.REJECTED, Admit.REJECTED]
+    assert {o.value[1].reason for o in out} == {"output_collision"}
+    (single,) = Admit(job).process(("a.png", [a, a]))  # the same path listed twice: one input
+    assert single == a
 
 
 def test_fifos_links_and_non_images_get_rows_and_never_hang(tmp_path, make_job):
