@@ -8,12 +8,37 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
+from apache_beam.options.pipeline_options import StandardOptions
 
 from redact.detections import Detections
 from redact.records import TileFailure, TileKey, TileResult
 from redact.tiling import tile_boxes_to_image
 
 _LOG = logging.getLogger(__name__)
+
+#: Runners that execute the whole graph in this process (or this machine's processes). They
+#: have no worker pools to right-fit, but still refuse to fuse steps with different resource
+#: hints: with the accelerator hint, every rendered tile (1.2 MB at 640 px) was pickled and
+#: held in memory between PrepareImage and RunInference (docs/performance.md).
+LOCAL_RUNNERS = frozenset(
+    {
+        "DirectRunner",
+        "SwitchingDirectRunner",
+        "BundleBasedDirectRunner",
+        "FnApiRunner",
+        "PrismRunner",
+    }
+)
+
+
+def is_local_runner(pipeline: beam.Pipeline) -> bool:
+    """Whether ``pipeline`` runs on a local runner (:data:`LOCAL_RUNNERS`; no ``--runner`` is
+    the DirectRunner)."""
+    runner = pipeline.options.view_as(StandardOptions).runner
+    if runner is None:
+        return True
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    return name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
 
 
 def to_image_space(element: tuple[TileKey, Any]) -> tuple[str, TileResult | TileFailure]:
@@ -47,9 +72,10 @@ def detect_tiles(
     """``(TileKey, pixels)`` -> ``(image uri, TileResult | TileFailure)``: every tile gets
     exactly one result; a failed batch fails its tiles (dead letters), never drops them."""
     detect: RunInference = RunInference(KeyedModelHandler(handler))
-    if accelerator:
-        # Only this step asks for GPU workers (Dataflow right-fitting); a local run ignores it.
-        # (with_resource_hints returns the same transform.)
+    if accelerator and not is_local_runner(tiles.pipeline):
+        # Only this step asks for GPU workers (Dataflow right-fitting). A local run leaves the
+        # hint off so that tiling and inference fuse into one stage (tiles stay in memory,
+        # one at a time). (with_resource_hints returns the same transform.)
         detect.with_resource_hints(accelerator=accelerator)
     inferred, dlq = tiles | "Detect" >> detect.with_exception_handling()
     results = inferred | "ToImageSpace" >> beam.Map(to_image_space)
