@@ -11,6 +11,7 @@ that would publish to the same output, so every input gets a manifest row.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 
 from redact.errors import ImageError, Stage
 from redact.io.inputs import (
@@ -30,10 +32,12 @@ from redact.io.inputs import (
     list_local,
     safe_text,
 )
-from redact.pipeline.job import JobSpec
+from redact.pipeline.job import NAMESPACE, JobSpec, progress
 from redact.season.location import CatalogEntry, Location, parse_catalog
 from redact.season.manual import regions_from_parquet, regions_hash, table_pattern
 from redact.season.markers import MARKER_SUFFIX
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -131,42 +135,44 @@ class Admit(beam.DoFn):
 
     def __init__(self, job: JobSpec) -> None:
         self._job = job
+        self._failed = Metrics.counter(NAMESPACE, "images_failed")
 
     def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[object]:
         rel, group = element
         cands = sorted(set(group), key=lambda c: c.uri)
-        if len(cands) > 1:
-            for c in cands:
-                err = ImageError(
-                    "output_collision",
-                    f"{len(cands)} inputs would publish to {safe_text(rel)!r}: "
-                    + ", ".join(safe_text(x.uri) for x in cands[:5]),
-                    Stage.READ,
-                )
-                yield beam.pvalue.TaggedOutput(self.REJECTED, (c, err))
-            return
-        (cand,) = cands
-        if cand.problem:
-            err = ImageError(
-                cand.problem, f"{cand.uri}: {cand.problem.replace('_', ' ')}", Stage.READ
-            )
+        for cand in cands:
+            err = self._rejection(rel, cand, cands)
+            if err is None:
+                yield cand
+                continue
+            self._failed.inc()
+            progress(self._job).tick("failed")
+            _LOG.warning("quarantined %s: %s", safe_text(cand.uri), err)
             yield beam.pvalue.TaggedOutput(self.REJECTED, (cand, err))
-            return
+
+    def _rejection(self, rel: str, cand: Candidate, cands: list[Candidate]) -> ImageError | None:
+        """Why ``cand`` (one of the ``cands`` claiming output ``rel``) must be quarantined."""
+        if len(cands) > 1:
+            return ImageError(
+                "output_collision",
+                f"{len(cands)} inputs would publish to {safe_text(rel)!r}: "
+                + ", ".join(safe_text(x.uri) for x in cands[:5]),
+                Stage.READ,
+            )
+        if cand.problem:
+            return ImageError(
+                cand.problem, f"{safe_text(cand.uri)}: {_why(cand.problem)}", Stage.READ
+            )
         try:
             self._job.input.relative(cand.uri)
         except ValueError as e:
-            yield beam.pvalue.TaggedOutput(
-                self.REJECTED, (cand, ImageError("name_outside_input", str(e), Stage.READ))
-            )
-            return
+            return ImageError("name_outside_input", str(e), Stage.READ)
         # Room for the marker's ".json" suffix: a name whose marker cannot be written would be
         # re-done by every run.
         reason = check_relative_name(rel, max_component_bytes=NAME_MAX - len(MARKER_SUFFIX))
         if reason:
-            err = ImageError(reason, f"unsafe name {safe_text(rel)!r}: {_why(reason)}", Stage.READ)
-            yield beam.pvalue.TaggedOutput(self.REJECTED, (cand, err))
-            return
-        yield cand
+            return ImageError(reason, f"unsafe name {safe_text(rel)!r}: {_why(reason)}", Stage.READ)
+        return None
 
 
 def _catalog_locations(job: JobSpec, data: bytes, path: str) -> Iterator[tuple[str, Location]]:
