@@ -305,6 +305,41 @@ class BreakerConfig:
         _range(f"{where}.max_no_candidate_share", self.max_no_candidate_share, 0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Stage 2: the learned post-processor that rescores every merged candidate
+    (:mod:`redact.postprocess`). ``model`` names a registry entry ("" with no ``path`` = stage
+    1 only); ``path`` (+ ``classes``, its output columns) names an ONNX file directly.
+
+    With a model the per-class ``thresholds`` (blur, review) apply to the FINAL score: the
+    stage-2 score, or ``max(stage 1, stage 2)`` for candidates whose stage-1 score is at least
+    ``stage1_keep`` (1.0 = stage 2 alone decides); the class ``floor`` applies to the stage-1
+    score. At load the model must keep every required detector-canary object (``canary``
+    folder, "" = the packaged one) at or above its class's blur threshold when given the
+    stage-1 score ``canary_stage1_score``. Changes published pixels: hashed."""
+
+    model: str = ""
+    path: str = ""
+    classes: tuple[ObjectClass | None, ...] = ()
+    stage1_keep: float = 0.5
+    threads: int = 1  # ONNX Runtime intra-op threads (0 = its default)
+    canary: str = ""
+    canary_stage1_score: float = 0.1
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model or self.path)
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.stage1_keep", self.stage1_keep, 0.0, 1.0)
+        _range(f"{where}.threads", self.threads, 0, 1024)
+        _range(f"{where}.canary_stage1_score", self.canary_stage1_score, 0.0, 1.0)
+        if self.path and not self.classes:
+            raise ConfigError(f"{where}: a post-processor given by 'path' needs 'classes'")
+        if self.classes and not self.path:
+            raise ConfigError(f"{where}.classes: only with 'path' (a registry model has its own)")
+
+
 # Sections that do not affect the published output: excluded from the config hash.
 UNHASHED_SECTIONS = ("season", "breaker")
 
@@ -324,6 +359,7 @@ class RedactConfig:
     metadata: MetadataPolicy = field(default_factory=MetadataPolicy)
     season: SeasonConfig = field(default_factory=SeasonConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -335,7 +371,17 @@ class RedactConfig:
             raise ConfigError(f"thresholds: missing classes {missing}")
         for c, t in self.thresholds.items():
             t._validate(f"thresholds.{c.label}")
-        for name in ("tiling", "merge", "blur", "output", "io", "metadata", "season", "breaker"):
+        for name in (
+            "tiling",
+            "merge",
+            "blur",
+            "output",
+            "io",
+            "metadata",
+            "season",
+            "breaker",
+            "postprocess",
+        ):
             getattr(self, name)._validate(name)
 
     @property

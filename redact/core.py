@@ -19,13 +19,14 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from redact.blur import blur_regions
 from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
-from redact.decision import select_regions
+from redact.decision import select_candidates
 from redact.detections import Detections
 from redact.errors import ImageError, Stage
 from redact.io.codec import decode_image, encode_image
@@ -33,6 +34,9 @@ from redact.manifest import ImageOutcome, RunInfo, Status, make_row
 from redact.records import ImageRecord
 from redact.season.location import Location, LocationSource, cell_token, location_from_exif
 from redact.season.manual import ManualRegion, to_detections
+
+if TYPE_CHECKING:
+    from redact.postprocess import Rescorer
 
 PIXEL_VERSION = 3
 """Version of the pixel algorithm (merge, decide, blur, encode): bumped by any change to them."""
@@ -51,6 +55,8 @@ class Redacted:
         decisions: one per row detection.
         blurred: the detections that were blurred (image pixels; manual regions included).
         mask: (H, W) bool, the pixels that were replaced or feathered (upright).
+        stage1, stage2: (N,) float32 per row detection, the detector's and the
+            post-processor's score (NaN = none: manual regions, no post-processor, giants).
     """
 
     data: bytes
@@ -61,6 +67,8 @@ class Redacted:
     decisions: tuple[Decision, ...]
     blurred: Detections
     mask: np.ndarray = field(repr=False)
+    stage1: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    stage2: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
 
 def blur_seed(secret: bytes, sha256_hex: str) -> int:
@@ -82,8 +90,9 @@ def redact_image(
     catalog_location: Location | None = None,
     secret: bytes = b"",
     processed_at: datetime.datetime | None = None,
+    rescorer: Rescorer | None = None,
 ) -> Redacted:
-    """Merge, decide, blur, encode: the published bytes and manifest row of one image.
+    """Decode, merge, rescore, decide, blur, encode: the published bytes and manifest row.
 
     Args:
         original: the original file's bytes; their sha256 must equal ``record.sha256`` (the
@@ -96,9 +105,13 @@ def redact_image(
         catalog_location: the sidecar catalog's location (wins over EXIF GPS).
         secret: per-run secret seeding the blur noise with the image hash (:func:`blur_seed`).
         processed_at: the row's timestamp (default: now, UTC).
+        rescorer: stage 2 (:class:`redact.postprocess.Rescorer`, loaded from
+            ``config.postprocess``): rescores the merged candidates on the decoded pixels
+            before the thresholds, which then apply to its final scores; None = stage 1 alone.
 
     Raises:
-        ImageError: the image cannot be published (it must be quarantined).
+        ImageError: the image cannot be published (it must be quarantined); also when the
+            rescorer fails or returns a wrong shape, non-finite or out-of-range scores.
     """
     t0 = time.perf_counter()
     sha = hashlib.sha256(original).hexdigest()
@@ -106,22 +119,51 @@ def redact_image(
         raise ImageError(
             "source_changed", "the original changed between detection and publication", Stage.READ
         )
-    wrap = record.projection is Projection.EQUIRECTANGULAR
-    found, found_decisions = select_regions(
-        tile_detections, config, record.width, record.height, wrap=wrap
-    )
-    pinned = to_detections(manual, record.width, record.height, wrap=wrap)
-    kept = Detections.merge([found, pinned])
-    decisions = (*found_decisions, *([Decision.MANUAL] * len(pinned)))
-    blurs = np.array([d.blurs for d in decisions], dtype=bool)
-    to_blur = kept[blurs] if len(kept) else kept
-    t1 = time.perf_counter()
     # Plain (not fancy) chroma upsampling re-encodes closer to the original (docs/performance.md).
     decoded = decode_image(
         original, max_pixels=config.io.max_pixels, fast_upsample=True, metadata=config.metadata
     )
     if (decoded.width, decoded.height) != (record.width, record.height):
         raise ImageError("corrupt", "the image decodes to a different size than it was tiled at")
+    t1 = time.perf_counter()
+    wrap = record.projection is Projection.EQUIRECTANGULAR
+    rescore_s = 0.0
+
+    def rescore(cands: Detections) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal rescore_s
+        if rescorer is None:  # pragma: no cover - only passed when a rescorer is given
+            raise ValueError("no rescorer")
+        r0 = time.perf_counter()
+        try:
+            out = rescorer.rescore(decoded.pixels, cands, record.projection)
+        except ImageError:
+            raise
+        except Exception as e:  # quarantine the image: never publish with fewer blurs
+            raise ImageError(
+                "postprocess_failed",
+                f"post-processor failed: {' '.join(str(e).split())}",
+                Stage.MERGE,
+            ) from e
+        rescore_s += time.perf_counter() - r0
+        return out.stage2, out.final
+
+    selection = select_candidates(
+        tile_detections,
+        config,
+        record.width,
+        record.height,
+        wrap=wrap,
+        rescore=rescore if rescorer is not None else None,
+    )
+    found, found_decisions = selection.detections, selection.decisions
+    pinned = to_detections(manual, record.width, record.height, wrap=wrap)
+    kept = Detections.merge([found, pinned])
+    decisions = (*found_decisions, *([Decision.MANUAL] * len(pinned)))
+    nan = np.full(len(pinned), np.nan, np.float32)
+    stage1 = np.concatenate([selection.stage1, nan]).astype(np.float32)
+    stage2 = np.concatenate([selection.stage2, nan]).astype(np.float32)
+    blurs = np.array([d.blurs for d in decisions], dtype=bool)
+    to_blur = kept[blurs] if len(kept) else kept
     t2 = time.perf_counter()
     pixels, mask = blur_regions(
         decoded.pixels,
@@ -144,11 +186,13 @@ def redact_image(
     faces = int(np.count_nonzero(blurs & (kept.class_id == ObjectClass.FACE)))
     timings = dict(record.timings_s)
     timings.update(
-        merge=t1 - t0,
-        decode=timings.get("decode", 0.0) + (t2 - t1),
+        merge=t2 - t1 - rescore_s,
+        decode=timings.get("decode", 0.0) + (t1 - t0),
         blur=t3 - t2,
         encode=t4 - t3,
     )
+    if rescorer is not None:
+        timings["postprocess"] = rescore_s
     outcome = ImageOutcome(
         image_uri=record.uri,
         relative_path=record.relative_path,
@@ -173,6 +217,8 @@ def redact_image(
         s2_cell=cell_token(location.latitude, location.longitude, level) if location else "",
         s2_level=level if location else None,
         manual_regions=[r.manifest_entry() for r in manual],
+        stage1_scores=stage1.tolist(),
+        stage2_scores=stage2.tolist(),
     )
     when = processed_at or datetime.datetime.now(datetime.timezone.utc)
     return Redacted(
@@ -184,4 +230,6 @@ def redact_image(
         decisions=decisions,
         blurred=to_blur,
         mask=mask,
+        stage1=stage1,
+        stage2=stage2,
     )

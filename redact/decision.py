@@ -1,8 +1,10 @@
-"""Per-class thresholds: which merged detections get blurred, reviewed or only recorded."""
+"""Per-class thresholds: which merged detections get blurred, reviewed or only recorded
+(after the optional stage-2 post-processor, :mod:`redact.postprocess`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +12,7 @@ import numpy.typing as npt
 from redact.classes import Decision, ObjectClass
 from redact.config import ClassThresholds, RedactConfig
 from redact.detections import Detections
+from redact.errors import ImageError, Stage
 from redact.merge import merge_detections
 
 
@@ -32,19 +35,14 @@ def giant_mask(
     return np.asarray((limit > 0) & (height > limit) & (dets.confidence < giant_min), bool)
 
 
-def decide(
+def _decide(
     dets: Detections,
     thresholds: Mapping[ObjectClass, ClassThresholds],
-    image_height: float | None = None,
-) -> tuple[Detections, list[Decision]]:
-    """Apply per-class thresholds.
-
-    Returns the detections at or above their class's ``floor`` and one decision each:
-    ``BLUR`` (score >= blur), ``REVIEW`` (review <= score < blur; still blurred) or
-    ``DROPPED`` (floor <= score < review; recorded in the manifest only). With
-    ``image_height`` (pixels), a box scoring below ``giant_min_score`` and taller than
-    ``review_max_height`` x ``image_height`` is ``DROPPED`` too (:func:`giant_mask`).
-    """
+    image_height: float | None,
+    floor_scores: npt.NDArray[np.float32] | None,
+) -> tuple[npt.NDArray[np.bool_], list[Decision]]:
+    """(N,) kept mask (``floor_scores``, default the confidence, >= the class floor) and one
+    decision per kept detection, from its confidence (see :func:`decide`)."""
     n = len(dets)
     blur = np.zeros(n, np.float32)  # unknown classes cannot come from a validated config:
     review = np.zeros(n, np.float32)  # keep them blurred rather than lose them
@@ -52,7 +50,7 @@ def decide(
     for cls, t in thresholds.items():
         sel = dets.class_id == int(cls)
         blur[sel], review[sel], floor[sel] = t.blur, t.review, t.floor
-    keep = dets.confidence >= floor
+    keep = (dets.confidence if floor_scores is None else floor_scores) >= floor
     kept = dets[keep]
     s = kept.confidence
     giant = (
@@ -70,7 +68,124 @@ def decide(
         else Decision.DROPPED
         for g, sb, sr in zip(giant, s >= blur[keep], s >= review[keep], strict=True)
     ]
-    return kept, decisions
+    return np.asarray(keep, bool), decisions
+
+
+def decide(
+    dets: Detections,
+    thresholds: Mapping[ObjectClass, ClassThresholds],
+    image_height: float | None = None,
+) -> tuple[Detections, list[Decision]]:
+    """Apply per-class thresholds.
+
+    Returns the detections at or above their class's ``floor`` and one decision each:
+    ``BLUR`` (score >= blur), ``REVIEW`` (review <= score < blur; still blurred) or
+    ``DROPPED`` (floor <= score < review; recorded in the manifest only). With
+    ``image_height`` (pixels), a box scoring below ``giant_min_score`` and taller than
+    ``review_max_height`` x ``image_height`` is ``DROPPED`` too (:func:`giant_mask`).
+    """
+    keep, decisions = _decide(dets, thresholds, image_height, None)
+    return dets[keep], decisions
+
+
+Rescore = Callable[[Detections], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]
+"""Stage 2 of one image: merged candidates (``confidence`` = stage-1 score) ->
+``(stage2, final)`` scores, each (N,) float32 in [0, 1] (see :mod:`redact.postprocess`)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One image's decided candidates.
+
+    Attributes:
+        detections: N merged candidates, image pixels; ``confidence`` = the score the
+            decision used (the final score with stage 2, else the detector's).
+        decisions: one per detection.
+        stage1: (N,) float32 the detector's (merged) score.
+        stage2: (N,) float32 the post-processor's score; NaN where stage 2 did not score the
+            candidate (no post-processor, or a giant the size prior dropped).
+    """
+
+    detections: Detections
+    decisions: list[Decision]
+    stage1: npt.NDArray[np.float32]
+    stage2: npt.NDArray[np.float32]
+
+
+def _checked(scores: npt.ArrayLike, n: int, what: str) -> npt.NDArray[np.float32]:
+    a = np.asarray(scores, np.float32)
+    if a.shape != (n,) or not np.all(np.isfinite(a)) or np.any((a < 0) | (a > 1)):
+        raise ImageError(
+            "postprocess_failed",
+            f"post-processor {what} scores must be ({n},) finite in [0, 1], got shape "
+            f"{a.shape}{'' if a.shape != (n,) else ' with non-finite or out-of-range values'}",
+            Stage.MERGE,
+        )
+    return a
+
+
+def _stage(
+    merged: Detections,
+    thresholds: Mapping[ObjectClass, ClassThresholds],
+    rescore: Rescore | None,
+) -> Selection:
+    """Floor on the stage-1 score, then stage 2 (if any), then the thresholds."""
+    keep, _ = _decide(merged, thresholds, None, None)
+    cands = merged[keep]
+    s1 = cands.confidence.copy()
+    if rescore is None or not len(cands):
+        decided, decisions = _decide(cands, thresholds, None, None)
+        return Selection(
+            cands[decided], decisions, s1[decided], np.full(len(s1), np.nan, np.float32)[decided]
+        )
+    raw2, raw_final = rescore(cands)
+    s2 = _checked(raw2, len(cands), "stage-2")
+    final = _checked(raw_final, len(cands), "final")
+    scored = Detections(cands.xyxy, final, cands.class_id, cands.source)
+    decided, decisions = _decide(scored, thresholds, None, s1)
+    return Selection(scored[decided], decisions, s1[decided], s2[decided])
+
+
+def select_candidates(
+    tile_detections: Sequence[Detections],
+    config: RedactConfig,
+    width: int,
+    height: int,
+    *,
+    wrap: bool,
+    rescore: Rescore | None = None,
+) -> Selection:
+    """One image's tile detections (already in image pixels) -> merged, decided candidates.
+
+    Drops raw boxes below the config's score floor, merges them (seam-aware when ``wrap``:
+    equirectangular panoramas), keeps those at or above their class's ``floor`` (stage-1
+    score), rescoring them with ``rescore`` (stage 2) when given, and applies the per-class
+    ``blur``/``review`` thresholds to the final score. The size prior is angular, so it
+    applies only to panoramas, whose height is a known 180 deg; it judges the stage-1 score
+    of the raw boxes, and its giants are never rescored.
+
+    Raises:
+        ImageError: ``rescore`` returned a wrong shape, a non-finite or out-of-range score.
+    """
+    raw = Detections.merge(list(tile_detections))
+    raw = raw[raw.confidence >= config.score_floor]
+    period = float(width) if wrap else None
+    if not wrap:
+        return _stage(merge_detections(raw, config.merge, period), config.thresholds, rescore)
+    # The size prior runs on the RAW boxes: merged first, a low-scoring giant would absorb a
+    # smaller confident box (union merge) and take it down with it. Giants are merged among
+    # themselves and recorded as dropped candidates.
+    giant = giant_mask(raw, config.thresholds, float(height))
+    kept = _stage(merge_detections(raw[~giant], config.merge, period), config.thresholds, rescore)
+    giants, giant_decisions = decide(
+        merge_detections(raw[giant], config.merge, period), config.thresholds, float(height)
+    )
+    return Selection(
+        Detections.merge([kept.detections, giants]),
+        kept.decisions + giant_decisions,
+        np.concatenate([kept.stage1, giants.confidence]).astype(np.float32),
+        np.concatenate([kept.stage2, np.full(len(giants), np.nan, np.float32)]),
+    )
 
 
 def select_regions(
@@ -81,23 +196,7 @@ def select_regions(
     *,
     wrap: bool,
 ) -> tuple[Detections, list[Decision]]:
-    """One image's tile detections (already in image pixels) -> merged, decided detections.
-
-    Drops raw boxes below the config's score floor, merges them (seam-aware when ``wrap``:
-    equirectangular panoramas) and applies the per-class thresholds. The size prior is
-    angular, so it applies only to panoramas, whose height is a known 180 deg.
-    """
-    raw = Detections.merge(list(tile_detections))
-    raw = raw[raw.confidence >= config.score_floor]
-    period = float(width) if wrap else None
-    if not wrap:
-        return decide(merge_detections(raw, config.merge, period), config.thresholds)
-    # The size prior runs on the RAW boxes: merged first, a low-scoring giant would absorb a
-    # smaller confident box (union merge) and take it down with it. Giants are merged among
-    # themselves and recorded as dropped candidates.
-    giant = giant_mask(raw, config.thresholds, float(height))
-    kept, decisions = decide(merge_detections(raw[~giant], config.merge, period), config.thresholds)
-    giants, giant_decisions = decide(
-        merge_detections(raw[giant], config.merge, period), config.thresholds, float(height)
-    )
-    return Detections.merge([kept, giants]), decisions + giant_decisions
+    """Stage 1 alone: :func:`select_candidates` without a post-processor, as (detections,
+    decisions)."""
+    sel = select_candidates(tile_detections, config, width, height, wrap=wrap)
+    return sel.detections, sel.decisions

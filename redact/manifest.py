@@ -7,6 +7,7 @@ configured floor (decision ``dropped``) so thresholds can be re-tuned without re
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,12 @@ DETECTION_TYPE = pa.struct(
         ("y2", pa.float32()),
         ("decision", pa.string()),
         ("model", pa.string()),
+        # appended (stage 2, redact.postprocess): the detector's merged score and the
+        # post-processor's; ``score`` is the one the decision used (the final score). Null in
+        # manifests written before them, for manual regions, and stage2 where stage 2 did
+        # not score the candidate (no post-processor; a giant of the size prior).
+        ("stage1_score", pa.float32()),
+        ("stage2_score", pa.float32()),
     ]
 )
 MODEL_TYPE = pa.struct(
@@ -145,16 +152,43 @@ class ImageOutcome:
     s2_cell: str = ""
     s2_level: int | None = None
     manual_regions: list[dict[str, Any]] = field(default_factory=list)
+    # (N,) per detection: the detector's score and the post-processor's (NaN = none). None:
+    # stage 1 alone, the stage-1 score is ``detections.confidence`` (manual: none).
+    stage1_scores: Sequence[float] | None = None
+    stage2_scores: Sequence[float] | None = None
+
+
+def _opt(v: float) -> float | None:
+    f = float(v)
+    return None if math.isnan(f) else f
 
 
 def detection_records(
-    dets: Detections, decisions: Sequence[Decision], model_names: Sequence[str]
+    dets: Detections,
+    decisions: Sequence[Decision],
+    model_names: Sequence[str],
+    stage1: Sequence[float] | None = None,
+    stage2: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Manifest ``detections`` entries (panorama pixel boxes; unwrapped across the seam)."""
+    """Manifest ``detections`` entries (panorama pixel boxes; unwrapped across the seam).
+
+    ``stage1`` / ``stage2``: (N,) per-stage scores (NaN = none); by default the stage-1 score
+    is the detection's score (stage 1 alone) and there is no stage-2 score. Manual regions
+    have neither.
+    """
+    n = len(dets)
+    for name, arr in (("stage1", stage1), ("stage2", stage2)):
+        if arr is not None and len(arr) != n:
+            raise ValueError(f"{name} has {len(arr)} scores for {n} detections")
     out = []
-    for i in range(len(dets)):
+    for i in range(n):
         x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
         src = int(dets.source[i])
+        manual = decisions[i] is Decision.MANUAL
+        s1 = (
+            None if manual else _opt(stage1[i]) if stage1 is not None else float(dets.confidence[i])
+        )
+        s2 = None if manual or stage2 is None else _opt(stage2[i])
         out.append(
             {
                 "class": ObjectClass(int(dets.class_id[i])).label,
@@ -169,6 +203,8 @@ def detection_records(
                 else model_names[src]
                 if 0 <= src < len(model_names)
                 else "",
+                "stage1_score": s1,
+                "stage2_score": s2,
             }
         )
     return out
@@ -199,7 +235,7 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "models": run.models,
         "config_hash": run.config_hash,
         "thresholds": run.thresholds,
-        "detections": detection_records(o.detections, dec, names),
+        "detections": detection_records(o.detections, dec, names, o.stage1_scores, o.stage2_scores),
         "n_blurred": sum(blurred),
         "n_review": sum(d is Decision.REVIEW for d in dec),
         "n_dropped": sum(d is Decision.DROPPED for d in dec),

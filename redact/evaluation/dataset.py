@@ -13,7 +13,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,9 @@ class ManifestImage:
         det_class: (N,) int64 ObjectClass values.
         det_blurred: (N,) bool, the decision blurs (blur, review, manual).
         det_review: (N,) bool, the decision was REVIEW.
+        det_stage1: (N,) float64 the detector's score (``score`` in manifests written
+            before stage scores were recorded; NaN for manual regions).
+        det_stage2: (N,) float64 the post-processor's score (NaN = none).
     """
 
     run_id: str
@@ -67,6 +70,8 @@ class ManifestImage:
     config_hash: str
     models: tuple[str, ...]
     s2_cell: str = ""  # S2 cell token of the capture location ("" without a location)
+    det_stage1: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    det_stage2: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     @property
     def wrap(self) -> bool:
@@ -107,7 +112,23 @@ def _row_to_image(row: Mapping) -> ManifestImage:
         config_hash=str(row.get("config_hash") or ""),
         models=tuple(str(m["name"]) for m in row.get("models") or []),
         s2_cell=str(row.get("s2_cell") or ""),
+        det_stage1=np.array([_stage1(d) for d in dets], np.float64),
+        det_stage2=np.array([_num(d.get("stage2_score")) for d in dets], np.float64),
     )
+
+
+def _num(v: object) -> float:
+    return float("nan") if v is None else float(v)  # type: ignore[arg-type]
+
+
+def _stage1(d: Mapping) -> float:
+    """A detection's stage-1 score; old manifests (no ``stage1_score`` key) have only
+    ``score``, which was the detector's."""
+    if "stage1_score" not in d:
+        return float(d["score"])
+    if d["stage1_score"] is None:
+        return float("nan") if d.get("decision") == Decision.MANUAL.value else float(d["score"])
+    return float(d["stage1_score"])
 
 
 def load_manifest_images(path: str, run_id: str | None = None) -> list[ManifestImage]:

@@ -4,7 +4,8 @@
 and counts its raw candidates for the breaker. ``Publish`` runs only once the whole run's
 detection is complete (the breaker's state is its side input): it re-reads the original
 (checking its sha256 against the one the detector saw), calls :func:`redact.core.redact_image`
-(everything that can fail), writes the published copy atomically as the LAST step that can
+(everything that can fail; with the stage-2 post-processor of ``config.postprocess``, loaded
+once per worker in ``setup``), writes the published copy atomically as the LAST step that can
 fail for the image, and only then writes the marker.
 """
 
@@ -14,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -31,6 +32,9 @@ from redact.records import ImageRecord, TileFailure, TileResult
 from redact.season.location import Location
 from redact.season.manual import ManualRegion, regions_hash
 from redact.season.markers import Marker, marker_uri, row_to_json, write_marker
+
+if TYPE_CHECKING:
+    from redact.postprocess import Rescorer
 
 _LOG = logging.getLogger(__name__)
 
@@ -127,6 +131,8 @@ class Publish(beam.DoFn):
     def __init__(self, job: JobSpec, run: RunInfo) -> None:
         self._job = job
         self._run = run
+        self._rescorer: Rescorer | None = None
+        self._rescorer_error = ""
         self._published = Metrics.counter(NAMESPACE, "images_published")
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
         self._stopped = Metrics.counter(NAMESPACE, "images_stopped_by_breaker")
@@ -144,6 +150,31 @@ class Publish(beam.DoFn):
             for d in Decision
         }
 
+    def setup(self) -> None:
+        """Load the stage-2 post-processor once per worker (registry, sha256, canary). If it
+        cannot be used, every image of this worker is quarantined (never published with
+        fewer blurs), with the reason."""
+        if not self._job.config.postprocess.enabled:
+            return
+        from redact.postprocess import load_rescorer
+
+        try:
+            self._rescorer = load_rescorer(self._job.config)
+        except Exception as e:  # kept and raised per image: each one is quarantined
+            self._rescorer_error = " ".join(str(e).split()) or type(e).__name__
+            _LOG.error("post-processor unavailable, quarantining: %s", self._rescorer_error)
+
+    def _stage2(self) -> Rescorer | None:
+        if self._rescorer_error:
+            raise ImageError(
+                "postprocess_unavailable",
+                f"post-processor unavailable: {self._rescorer_error}",
+                Stage.MERGE,
+            )
+        if self._job.config.postprocess.enabled and self._rescorer is None:
+            raise ImageError("postprocess_unavailable", "post-processor not loaded", Stage.MERGE)
+        return self._rescorer
+
     def process(self, item: Detected, breaker: BreakerState) -> Iterator[dict]:
         rec = item.record
         if breaker.open:
@@ -154,6 +185,7 @@ class Publish(beam.DoFn):
             return
         cfg = self._job.config
         try:
+            rescorer = self._stage2()
             original = read_bytes(
                 rec.uri, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s
             )
@@ -167,6 +199,7 @@ class Publish(beam.DoFn):
                 manual=item.manual,
                 catalog_location=item.location,
                 secret=self._job.secret,
+                rescorer=rescorer,
             )
             write_s = self._write(rec.output_uri, out.data)
         except Exception as e:  # quarantine; nothing was published for this image
