@@ -383,3 +383,27 @@ def test_tile_boxes_to_image_seam_wrap_and_split() -> None:
     assert np.all(split[:, 2] <= 720) and split[0, 2] == 720 and split[1, 0] == 0
     with pytest.raises(TypeError):
         tile_boxes_to_image("tile", boxes, 720, 360, wrap=True)  # type: ignore[arg-type]
+
+
+def test_panorama_plans_are_memoised_per_size_and_config() -> None:
+    t = TilingConfig()
+    a = plan_panorama_tiles(8000, 4000, t)
+    assert plan_panorama_tiles(8000, 4000, TilingConfig()) is a  # equal configs: one plan
+    assert plan_panorama_tiles(4000, 2000, t) is not a
+    narrow = TilingConfig(levels=(TileLevel("native", 1.0, -10.0, 10.0, 4.0),))
+    assert len(plan_panorama_tiles(8000, 4000, narrow)) < len(a)
+
+
+def test_prepare_shares_one_remap_cache_across_dofn_instances() -> None:
+    """Every PrepareImage instance of a worker process (one per harness thread) gets the same
+    RemapCache: the maps of a layout are built once per process."""
+    import pickle
+
+    from redact.pipeline.prepare import PrepareImage
+
+    proto = PrepareImage(job=None, run=None)  # type: ignore[arg-type]
+    first, second = pickle.loads(pickle.dumps(proto)), pickle.loads(pickle.dumps(proto))
+    first.setup()
+    second.setup()
+    assert isinstance(first._cache, RemapCache)
+    assert first._cache is second._cache

@@ -10,6 +10,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
 
 from redact.classes import Projection
 from redact.io.codec import decode_image
@@ -48,12 +49,21 @@ def resolve_projection(
     return Projection.EQUIRECTANGULAR if is_pano else Projection.PERSPECTIVE
 
 
+def _new_remap_cache() -> RemapCache:
+    return RemapCache()
+
+
 class PrepareImage(beam.DoFn):
     """Read, hash, decode and tile one image.
 
     Input: a :class:`Candidate`. Main output: ``(uri, ImageRecord)``; tagged ``tiles``:
     ``(TileKey, (S,S,3) uint8)``; tagged ``failed``: manifest rows of images that could not be
     read or decoded.
+
+    The remap maps (about 270 MB for the 82 tiles of an 8000x4000 layout, 2 s to build) live
+    in one :class:`RemapCache` per worker process, shared by every thread's DoFn instance
+    through :class:`apache_beam.utils.shared.Shared`: built once per worker, not once per
+    DoFn instance (Dataflow runs one instance per harness thread).
     """
 
     TILES = "tiles"
@@ -63,6 +73,7 @@ class PrepareImage(beam.DoFn):
         self._job = job
         self._run = run
         self._cache: RemapCache | None = None
+        self._shared_cache = shared.Shared()
         self._images = Metrics.counter(NAMESPACE, "images_read")
         self._tiles = Metrics.counter(NAMESPACE, "tiles")
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
@@ -70,7 +81,7 @@ class PrepareImage(beam.DoFn):
         self._tile_ms = Metrics.distribution(NAMESPACE, "tile_ms")
 
     def setup(self) -> None:
-        self._cache = RemapCache()
+        self._cache = self._shared_cache.acquire(_new_remap_cache)
 
     def process(self, cand: Candidate) -> Iterator[Any]:
         uri = cand.uri
