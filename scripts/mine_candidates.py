@@ -1,0 +1,534 @@
+#!/usr/bin/env python3
+"""Mine stage-1 candidates for training the stage-2 post-processor (``redact.postprocess``).
+
+Runs the real job (``redact run``, the default config: stage 1 alone, everything down to the
+0.03 floor recorded) over TRAINING images only, then labels every merged candidate the
+manifest recorded and stores its crop and features exactly as the runtime computes them
+(:func:`redact.postprocess.candidate_features`), so training and inference see the same
+inputs.
+
+Sets (``../shared/data``; dev splits and the 12 dev panoramas are never read):
+
+* ``maskon``: MaskON train split (``scripts/_train_common.split_dev``, seed 20261123, 15 %
+  dev, as ``scripts/build_train_data.py``). Face candidates matching a labelled face are
+  positives; candidates far from every label are negatives (weight 0.5: a few background
+  faces are unlabelled).
+* ``openalpr``: openalpr us+br train split (seed 20261124). One plate per image is labelled:
+  matching plate candidates are positives, nothing else is used.
+* ``uc3m``: UC3M-LP ``train`` (published split). Plate positives, plate negatives (0.5).
+* ``dutch``: Dutch ``train`` folders. Plate positives, plate negatives (0.5).
+* ``bg``: the non-dev Amsterdam panoramas (publisher-anonymised) and ``no_people``: every
+  candidate is a hard negative, except IGNORE regions: a candidate whose box has almost no
+  detail (the publisher's blurred people and flat plate patches; a blurred face is not a
+  non-face) is left out.
+* ``comp``: composites: MaskON/openalpr/UC3M/Dutch TRAIN crops (with context) pasted into the
+  non-dev panoramas through a pinhole camera (real equirectangular distortion), 75 % placed
+  on a ground plane seen from a camera 2.5 m up (faces 1.0-1.85 m, plates 0.3-1.1 m above
+  the ground, 1.5-30 m away), 25 % anywhere (posters, windows); 1 in 4 at 8000x4000.
+  Candidates matching a pasted object are positives, the rest are negatives like ``bg``.
+
+Matching: a candidate is a positive when its IoU with a labelled box of its class is >= 0.3
+or it holds >= 60 % of a labelled box and is at most 3x its size; a negative when its IoU
+with every labelled box (either class) is < 0.1 and it holds < 20 % of any; else ignored.
+Sample weight (training loss) = set weight x clip(sqrt(box area) / 24, 0.5, 4).
+
+    nice -n 5 .venv/bin/python scripts/mine_candidates.py --work /tmp/mine
+
+Writes WORK/candidates.npz (crops uint8 (N, S, S, 3), features, label, weight, class,
+stage-1 score, set, image) and WORK/mine_summary.json. Outputs stay in WORK (outside the
+repo): they hold crops of real people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from _train_common import (  # noqa: E402
+    FACE,
+    PLATE,
+    SHARED_DATA,
+    PinholeView,
+    box_outline,
+    dirs_to_equirect,
+    parse_openalpr,
+    parse_voc,
+    paste_view,
+    split_dev,
+    yolo_to_xyxy,
+)
+
+Box = tuple[float, float, float, float]
+SPLIT_SEED = 20261123  # scripts/build_train_data.py --seed (MaskON; openalpr = seed + 1)
+DEV_FRACTION = 0.15
+SPLITS = REPO / ".cache" / "train_data" / "splits"
+CROP_SIZE = 48
+CONTEXT = 2.0
+PASTE_CONTEXT = 2.6  # pasted source crop = object box x this (the 2x window is real context)
+DETAIL_IGNORE = 2.5  # mean |Laplacian| (8-bit levels) of a box scaled to 32 px tall
+
+
+# ------------------------------------------------------------------------------- sources
+
+
+def maskon_items(root: Path) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
+    out = []
+    for xml in sorted((root / "annotations").glob("*.xml")):
+        _, _, boxes = parse_voc(xml.read_text())
+        img = root / "images" / f"{xml.stem}.png"
+        if not img.exists():
+            img = root / "images" / f"{xml.stem}.jpg"
+        out.append((xml.stem, img, [(FACE, b) for b in boxes]))
+    return out
+
+
+def openalpr_items(roots: list[Path]) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
+    out = []
+    for root in roots:
+        for txt in sorted(root.glob("*.txt")):
+            fname, box, _ = parse_openalpr(txt.read_text().strip().splitlines()[0])
+            out.append((f"{root.name}/{Path(fname).stem}", root / fname, [(PLATE, box)]))
+    return out
+
+
+def uc3m_items(root: Path, split: str) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
+    out = []
+    for img in sorted((root / "images" / split).glob("*.jpg")):
+        lab = root / "labels" / split / f"{img.stem}.txt"
+        im = cv2.imread(str(img))
+        if im is None:
+            continue
+        h, w = im.shape[:2]
+        boxes = []
+        if lab.exists():
+            for ln in lab.read_text().splitlines():
+                p = ln.split()
+                if len(p) == 5:
+                    boxes.append((PLATE, yolo_to_xyxy([float(v) for v in p[1:]], w, h)))
+        out.append((f"uc3m_{split}_{img.stem}", img, boxes))
+    return out
+
+
+def dutch_items(root: Path, split: str) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
+    out = []
+    for cat in sorted((root / split).iterdir()):
+        gt = cat / "AABBGroundTruth.csv"
+        if not gt.is_file():
+            continue
+        tag = "".join(ch for ch in cat.name if ch.isalnum())
+        with open(gt, newline="", encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                frame = row.get("Frame", row.get("Plate", ""))
+                img = cat / f"{str(frame).strip()}.jpg"
+                if not img.exists():
+                    continue
+                box = tuple(float(row[k]) for k in ("MinX", "MinY", "MaxX", "MaxY"))
+                out.append((f"dutch_{split}_{tag}_{img.stem}", img, [(PLATE, box)]))
+    return out
+
+
+def dev_pano_stems() -> list[str]:
+    return [
+        Path(n).stem
+        for n in json.loads((SHARED_DATA / "panoramas" / "dev_labels.json").read_text())
+    ]
+
+
+def background_panoramas() -> list[Path]:
+    dev = dev_pano_stems()
+    panos = [
+        p
+        for p in sorted((SHARED_DATA / "panoramas" / "amsterdam_street").glob("*.jpg"))
+        if not any(s in p.stem for s in dev)
+    ]
+    return panos + sorted((SHARED_DATA / "panoramas" / "no_people").glob("*.jpg"))
+
+
+def write_splits() -> dict[str, list[str]]:
+    """The dev/train splits of scripts/build_train_data.py (written to .cache/... if absent,
+    where scripts/eval_dev.py reads them)."""
+    m = maskon_items(SHARED_DATA / "faces" / "maskon")
+    a = openalpr_items(
+        [SHARED_DATA / "plates" / "openalpr_us", SHARED_DATA / "plates" / "openalpr_br"]
+    )
+    m_train, m_dev = split_dev([s for s, _, _ in m], DEV_FRACTION, SPLIT_SEED)
+    a_train, a_dev = split_dev([s for s, _, _ in a], DEV_FRACTION, SPLIT_SEED + 1)
+    out = {
+        "maskon_train": m_train,
+        "maskon_dev": m_dev,
+        "openalpr_train": a_train,
+        "openalpr_dev": a_dev,
+    }
+    SPLITS.mkdir(parents=True, exist_ok=True)
+    for name, lst in out.items():
+        f = SPLITS / f"{name}.txt"
+        text = "".join(n + "\n" for n in lst)
+        if f.exists() and f.read_text() != text:
+            raise SystemExit(f"{f} differs from the seeded split: refusing to mix splits")
+        f.write_text(text)
+    return out
+
+
+# ---------------------------------------------------------------------------- composites
+
+
+def ground_view(cls: int, rng: np.random.Generator) -> tuple[float, float]:
+    """(pitch deg, angular height deg) of an object on a ground plane, camera 2.5 m up."""
+    if cls == FACE:
+        size, centre, d = (
+            rng.uniform(0.19, 0.25),
+            rng.uniform(1.0, 1.85),
+            math.exp(rng.uniform(math.log(1.5), math.log(30))),
+        )
+    else:
+        size, centre, d = (
+            rng.uniform(0.10, 0.16),
+            rng.uniform(0.3, 1.1),
+            math.exp(rng.uniform(math.log(2.0), math.log(30))),
+        )
+    pitch = math.degrees(math.atan2(centre - 2.5, d))
+    return pitch, math.degrees(2 * math.atan(size / 2 / d))
+
+
+def compose(
+    pano: np.ndarray,
+    faces: list[tuple[Path, Box]],
+    plates: list[tuple[Path, Box]],
+    rng: np.random.Generator,
+    n_faces: int,
+    n_plates: int,
+) -> tuple[np.ndarray, list[tuple[int, Box]]]:
+    """Paste train objects (with context) into a copy of the panorama; returns the composite
+    (BGR) and the projected boxes (equirect pixels; never across the seam)."""
+    h, w = pano.shape[:2]
+    out = pano.copy()
+    labels: list[tuple[int, Box]] = []
+    kinds = [FACE] * n_faces + [PLATE] * n_plates
+    rng.shuffle(kinds)
+    slot = 340.0 / len(kinds)
+    for k, cls in enumerate(kinds):
+        path, box = (faces if cls == FACE else plates)[
+            int(rng.integers(len(faces if cls == FACE else plates)))
+        ]
+        img = cv2.imread(str(path))
+        if img is None:
+            continue
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half_w = PASTE_CONTEXT * max(bw, bh / 2 if cls == PLATE else bw) / 2
+        half_h = PASTE_CONTEXT * max(bh, bw / 2 if cls == PLATE else bh) / 2
+        x1, y1 = max(0, int(cx - half_w)), max(0, int(cy - half_h))
+        x2, y2 = (
+            min(img.shape[1], math.ceil(cx + half_w)),
+            min(img.shape[0], math.ceil(cy + half_h)),
+        )
+        crop = img[y1:y2, x1:x2]
+        if crop.shape[0] < 4 or crop.shape[1] < 4:
+            continue
+        local = (box[0] - x1, box[1] - y1, box[2] - x1, box[3] - y1)
+        if rng.random() < 0.75:
+            pitch, deg = ground_view(cls, rng)
+        else:
+            pitch = float(rng.uniform(-30.0, 25.0))
+            deg = math.exp(rng.uniform(math.log(0.5), math.log(8.0 if cls == FACE else 4.0)))
+        focal = bh / (2 * math.tan(math.radians(deg) / 2))
+        yaw = float(np.clip(-170 + slot * (k + 0.5) + rng.uniform(-0.2, 0.2) * slot, -170, 170))
+        off_u = (local[0] + local[2]) / 2 - crop.shape[1] / 2
+        off_v = (local[1] + local[3]) / 2 - crop.shape[0] / 2
+        local = (local[0] - off_u, local[1] - off_v, local[2] - off_u, local[3] - off_v)
+        shifted = cv2.warpAffine(
+            crop,
+            np.float32([[1, 0, -off_u], [0, 1, -off_v]]),
+            (crop.shape[1], crop.shape[0]),
+            borderMode=cv2.BORDER_REFLECT,
+        )
+        view = PinholeView(
+            yaw, pitch, focal, crop.shape[1], crop.shape[0], roll_deg=float(rng.normal(0, 3))
+        )
+        try:
+            paste_view(out, shifted, view, feather=0.12)
+        except ValueError:
+            continue
+        xs, ys = box_outline(local, 16)
+        ex, ey = dirs_to_equirect(view.pixels_to_dirs(xs, ys), w, h)
+        labels.append((cls, (float(ex.min()), float(ey.min()), float(ex.max()), float(ey.max()))))
+    return out, labels
+
+
+# ------------------------------------------------------------------------------- matching
+
+
+def _iou_ios(
+    a: np.ndarray, b: np.ndarray, period: float | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, M) IoU, share of each label inside each candidate, share of each candidate inside
+    each label; seam-aware with ``period`` (boxes shifted by +-period are tried)."""
+    if len(a) == 0 or len(b) == 0:
+        z = np.zeros((len(a), len(b)))
+        return z, z, z
+    best_inter = np.zeros((len(a), len(b)))
+    shifts = (0.0, -period, period) if period else (0.0,)
+    for s in shifts:
+        bx = b + np.array([s, 0, s, 0])
+        ix = np.clip(
+            np.minimum(a[:, None, 2], bx[None, :, 2]) - np.maximum(a[:, None, 0], bx[None, :, 0]),
+            0,
+            None,
+        )
+        iy = np.clip(
+            np.minimum(a[:, None, 3], bx[None, :, 3]) - np.maximum(a[:, None, 1], bx[None, :, 1]),
+            0,
+            None,
+        )
+        best_inter = np.maximum(best_inter, ix * iy)
+    aa = ((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]))[:, None]
+    ab = ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[None, :]
+    iou = best_inter / np.maximum(aa + ab - best_inter, 1e-9)
+    return iou, best_inter / np.maximum(ab, 1e-9), best_inter / np.maximum(aa, 1e-9)
+
+
+def label_candidates(
+    xyxy: np.ndarray, cls: np.ndarray, gt: list[tuple[int, Box]], period: float | None
+) -> np.ndarray:
+    """(N,) int8: 1 positive, 0 negative, -1 ignore (see the module docstring)."""
+    out = np.full(len(xyxy), -1, np.int8)
+    if not len(xyxy):
+        return out
+    gb = np.array([b for _, b in gt], np.float64).reshape(-1, 4)
+    gc = np.array([c for c, _ in gt], np.int64)
+    iou, label_in, cand_in = _iou_ios(xyxy, gb, period)
+    area_c = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    area_g = (gb[:, 2] - gb[:, 0]) * (gb[:, 3] - gb[:, 1])
+    same = cls[:, None] == gc[None, :]
+    pos = same & ((iou >= 0.3) | ((label_in >= 0.6) & (area_c[:, None] <= 9 * area_g[None, :])))
+    neg = (
+        (iou < 0.1).all(axis=1) & (label_in < 0.2).all(axis=1) & (cand_in < 0.2).all(axis=1)
+        if len(gb)
+        else np.ones(len(xyxy), bool)
+    )
+    out[neg] = 0
+    out[pos.any(axis=1)] = 1
+    return out
+
+
+def box_detail(gray: np.ndarray, box: np.ndarray, wrap: bool) -> float:
+    """Mean |Laplacian| (8-bit levels) of the box scaled to 32 px tall (seam-aware)."""
+    h, w = gray.shape
+    x1, y1, x2, y2 = box
+    xs = np.arange(math.floor(x1), max(math.ceil(x2), math.floor(x1) + 1))
+    xs = np.mod(xs, w) if wrap else np.clip(xs, 0, w - 1)
+    ys = np.clip(np.arange(math.floor(y1), max(math.ceil(y2), math.floor(y1) + 1)), 0, h - 1)
+    patch = gray[ys[:, None], xs[None, :]]
+    s = 32.0 / max(patch.shape[0], 1)
+    nw = max(2, round(patch.shape[1] * s))
+    patch = cv2.resize(patch, (nw, 32), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return float(np.abs(cv2.Laplacian(patch, cv2.CV_32F, ksize=1)).mean())
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def prepare(work: Path, args: argparse.Namespace) -> dict[str, dict]:
+    """Link / write every set's images under WORK/input/<set>/; labels per relative path."""
+    rng = np.random.default_rng(args.seed)
+    splits = write_splits()
+    inp = work / "input"
+    labels: dict[str, dict] = {}
+
+    def link(set_name: str, items: list[tuple[str, Path, list[tuple[int, Box]]]]) -> None:
+        d = inp / set_name
+        d.mkdir(parents=True, exist_ok=True)
+        for stem, path, boxes in items:
+            name = stem.replace("/", "_") + path.suffix
+            dst = d / name
+            if not dst.exists():
+                dst.symlink_to(path.resolve())
+            labels[f"{set_name}/{name}"] = {"set": set_name, "boxes": boxes}
+
+    m = {s: (s, p, b) for s, p, b in maskon_items(SHARED_DATA / "faces" / "maskon")}
+    m_train = [m[s] for s in splits["maskon_train"]]
+    a = {
+        s: (s, p, b)
+        for s, p, b in openalpr_items(
+            [SHARED_DATA / "plates" / "openalpr_us", SHARED_DATA / "plates" / "openalpr_br"]
+        )
+    }
+    a_train = [a[s] for s in splits["openalpr_train"]]
+    u_train = uc3m_items(SHARED_DATA / "plates" / "uc3m_lp_es", "train")
+    if args.uc3m_max and len(u_train) > args.uc3m_max:
+        idx = sorted(rng.choice(len(u_train), args.uc3m_max, replace=False).tolist())
+        u_train = [u_train[i] for i in idx]
+    d_train = dutch_items(SHARED_DATA / "plates" / "dutch_nl", "train")
+    link("maskon", m_train)
+    link("openalpr", a_train)
+    link("uc3m", u_train)
+    link("dutch", d_train)
+    bgs = background_panoramas()
+    link("bg", [(p.stem, p, []) for p in bgs])
+    # composites: faces >= 12 px, plates >= 8 px tall, of the TRAIN splits only
+    faces = [(p, b) for _, p, bs in m_train for c, b in bs if b[3] - b[1] >= 12]
+    plates = [
+        (p, b) for _, p, bs in (*a_train, *u_train, *d_train) for c, b in bs if b[3] - b[1] >= 8
+    ]
+    cdir = inp / "comp"
+    cdir.mkdir(parents=True, exist_ok=True)
+    street = [p for p in bgs if "amsterdam_street" in str(p)]
+    for i in range(args.composites):
+        name = f"comp_{i:03d}.jpg"
+        bg = street[i % len(street)]
+        pano = cv2.imread(str(bg))
+        if i % 4 == 3 and pano.shape[1] < 8000:
+            pano = cv2.resize(pano, (8000, 4000), interpolation=cv2.INTER_LINEAR)
+        pano = np.roll(pano, int(rng.integers(pano.shape[1])), axis=1)
+        comp, boxes = compose(pano, faces, plates, rng, n_faces=6, n_plates=4)
+        if not (cdir / name).exists():
+            cv2.imwrite(str(cdir / name), comp, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        labels[f"comp/{name}"] = {"set": "comp", "boxes": boxes}
+    (work / "labels.json").write_text(json.dumps(labels))
+    print(
+        f"prepared {len(labels)} images: "
+        + ", ".join(
+            f"{s} {sum(v['set'] == s for v in labels.values())}"
+            for s in ("maskon", "openalpr", "uc3m", "dutch", "bg", "comp")
+        ),
+        flush=True,
+    )
+    return labels
+
+
+SET_NEG_WEIGHT = {"maskon": 0.5, "openalpr": 0.0, "uc3m": 0.5, "dutch": 0.5, "bg": 1.0, "comp": 1.0}
+# classes whose negatives a set may give (openalpr: only one plate per image is labelled;
+# plate sets: people in the street are not labelled as faces)
+SET_NEG_CLASSES = {
+    "maskon": (FACE, PLATE),
+    "openalpr": (),
+    "uc3m": (PLATE,),
+    "dutch": (PLATE,),
+    "bg": (FACE, PLATE),
+    "comp": (FACE, PLATE),
+}
+
+
+def extract(work: Path, labels: dict[str, dict]) -> None:
+    from redact.classes import Projection
+    from redact.detections import Detections
+    from redact.evaluation.dataset import load_manifest_images, load_rgb
+    from redact.postprocess import candidate_features
+
+    rows = load_manifest_images(str(work / "output" / "_manifest"))
+    crops_all, feats_all, lab_all, w_all, cls_all, s1_all, set_all, img_all, box_all = (
+        [] for _ in range(9)
+    )
+    stats: dict[str, dict[str, int]] = {}
+    for k, row in enumerate(rows):
+        info = labels.get(row.relative_path)
+        if info is None or not len(row.det_score):
+            continue
+        set_name = info["set"]
+        pix = load_rgb(str(work / "input" / row.relative_path))
+        wrap = row.projection is Projection.EQUIRECTANGULAR
+        dets = Detections(
+            row.det_xyxy.astype(np.float32),
+            row.det_score.astype(np.float32),
+            row.det_class.astype(np.int32),
+        )
+        gt = [(int(c), tuple(b)) for c, b in info["boxes"]]
+        lab = label_candidates(row.det_xyxy, row.det_class, gt, float(row.width) if wrap else None)
+        neg_ok = np.isin(row.det_class, SET_NEG_CLASSES[set_name])
+        lab = np.where((lab == 0) & ~neg_ok, -1, lab).astype(np.int8)
+        if set_name in ("bg", "comp"):  # pre-anonymised patches are IGNORE, never negatives
+            gray = cv2.cvtColor(pix, cv2.COLOR_RGB2GRAY)
+            for i in np.nonzero(lab == 0)[0]:
+                if box_detail(gray, row.det_xyxy[i], wrap) < DETAIL_IGNORE:
+                    lab[i] = -1
+        keep = lab >= 0
+        st = stats.setdefault(
+            set_name, {"candidates": 0, "positive": 0, "negative": 0, "ignored": 0}
+        )
+        st["candidates"] += len(lab)
+        st["positive"] += int((lab == 1).sum())
+        st["negative"] += int((lab == 0).sum())
+        st["ignored"] += int((lab < 0).sum())
+        if not keep.any():
+            continue
+        sel = dets[keep]
+        crops, feats = candidate_features(pix, sel, row.projection, context=CONTEXT, size=CROP_SIZE)
+        area = np.sqrt(np.maximum(sel.area, 1.0)) / 24.0
+        wt = np.clip(area, 0.5, 4.0) * np.where(lab[keep] == 1, 1.0, SET_NEG_WEIGHT[set_name])
+        crops_all.append(crops)
+        feats_all.append(feats)
+        lab_all.append(lab[keep])
+        w_all.append(wt.astype(np.float32))
+        cls_all.append(sel.class_id)
+        s1_all.append(sel.confidence)
+        set_all.append(np.full(len(sel), set_name))
+        img_all.append(np.full(len(sel), k, np.int32))
+        box_all.append(sel.xyxy)
+        if k % 200 == 0:
+            print(f"  {k}/{len(rows)} images", flush=True)
+    np.savez_compressed(
+        work / "candidates.npz",
+        crops=np.concatenate(crops_all),
+        features=np.concatenate(feats_all),
+        label=np.concatenate(lab_all),
+        weight=np.concatenate(w_all),
+        cls=np.concatenate(cls_all),
+        stage1=np.concatenate(s1_all),
+        set=np.concatenate(set_all),
+        image=np.concatenate(img_all),
+        xyxy=np.concatenate(box_all),
+    )
+    (work / "mine_summary.json").write_text(json.dumps(stats, indent=1))
+    print(json.dumps(stats, indent=1), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="/tmp/redact_mine", help="work folder (outside the repo)")
+    ap.add_argument("--composites", type=int, default=60)
+    ap.add_argument("--uc3m-max", type=int, default=800, help="UC3M-LP train images used (0 = all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
+    ap.add_argument("--config", help="config of the stage-1 run (default: the packaged default)")
+    args = ap.parse_args()
+    work = Path(args.work)
+    t0 = time.time()
+    labels = prepare(work, args)
+    if not args.skip_run:
+        cmd = [
+            sys.executable,
+            "-m",
+            "redact.cli",
+            "run",
+            "--input",
+            str(work / "input"),
+            "--output",
+            str(work / "output"),
+        ]
+        if args.config:
+            cmd += ["--config", args.config]
+        print("$ " + " ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, check=True, cwd=REPO)
+        print(f"  run {time.time() - t0:.0f} s", flush=True)
+    extract(work, labels)
+    print(f"done in {time.time() - t0:.0f} s -> {work / 'candidates.npz'}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,520 @@
+"""Stage 2 (redact.postprocess): features, the ONNX rescorer, its canary, and its use in the
+redaction core. Tiny rescorers are built with onnx.helper (no torch)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from redact.classes import Decision, ObjectClass, Projection
+from redact.config import RedactConfig
+from redact.detections import Detections
+from redact.errors import ConfigError, ImageError
+from redact.postprocess import (
+    FEATURE_VERSION,
+    N_FEATURES,
+    RescorerError,
+    candidate_features,
+    context_windows,
+    fuse,
+    load_rescorer,
+    open_rescorer,
+)
+from tests.tiny_models import draw_square, write_color_canary
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 16
+
+
+def build_color_rescorer(
+    path: Path,
+    *,
+    size: int = SIZE,
+    gain: float = 4.0,
+    nan: bool = False,
+    feature_version: str = FEATURE_VERSION,
+    context: str = "2.0",
+) -> Path:
+    """A rescorer whose face column is ``clip(gain * mean red purity of the crop, 0, 1)`` and
+    whose plate column is the same for blue (purity = channel - max(other two), >= 0).
+    ``nan``: every score is NaN."""
+    init = [numpy_helper.from_array(np.array([c], np.int64), f"s{c}") for c in range(3)] + [
+        numpy_helper.from_array(np.array([c + 1], np.int64), f"e{c}") for c in range(3)
+    ]
+    init += [
+        numpy_helper.from_array(np.array([1], np.int64), "ax"),
+        numpy_helper.from_array(np.array(gain, np.float32), "gain"),
+        numpy_helper.from_array(np.array(float("nan") if nan else 0.0, np.float32), "bias"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "hi"),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["crops", f"s{c}", f"e{c}", "ax"], [f"ch{c}"]) for c in range(3)
+    ]
+    for name, c, others in (("face", 0, (1, 2)), ("plate", 2, (0, 1))):
+        nodes += [
+            helper.make_node("Max", [f"ch{o}" for o in others], [f"{name}_o"]),
+            helper.make_node("Sub", [f"ch{c}", f"{name}_o"], [f"{name}_d"]),
+            helper.make_node("Relu", [f"{name}_d"], [f"{name}_p"]),
+            helper.make_node("ReduceMean", [f"{name}_p"], [f"{name}_m"], axes=[2, 3], keepdims=0),
+        ]
+    # features must be consumed: add 0 * sum(features) (keeps the graph's inputs honest)
+    nodes += [
+        helper.make_node("Concat", ["face_m", "plate_m"], ["m"], axis=1),
+        helper.make_node("ReduceMean", ["features"], ["fs"], axes=[1], keepdims=1),
+        helper.make_node("Mul", ["fs", "lo"], ["f0"]),
+        helper.make_node("Mul", ["m", "gain"], ["g"]),
+        helper.make_node("Add", ["g", "f0"], ["g2"]),
+        helper.make_node("Add", ["g2", "bias"], ["g3"]),
+        helper.make_node("Clip", ["g3", "lo", "hi"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "color_rescorer",
+        [
+            helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["n", 3, size, size]),
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", N_FEATURES]),
+        ],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 2])],
+        initializer=init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for k, v in (("redact_feature_version", feature_version), ("redact_context", context)):
+        e = model.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _open(path: Path, keep: float = 1.0):  # type: ignore[no-untyped-def]
+    return open_rescorer(
+        path.read_bytes(), "tiny@1", (ObjectClass.FACE, ObjectClass.LICENSE_PLATE), stage1_keep=keep
+    )
+
+
+def _dets(boxes, scores, classes) -> Detections:  # type: ignore[no-untyped-def]
+    return Detections(
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(scores, np.float32),
+        np.array(classes, np.int32),
+    )
+
+
+# --- features against a slow reference --------------------------------------------------------
+
+
+def _ref_crop(pixels: np.ndarray, win: np.ndarray, size: int, wrap: bool) -> np.ndarray:
+    """Per-pixel reference of the sampling in extract_crops (then the same cv2.resize)."""
+    h, w = pixels.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in win)
+
+    def coords(lo: float, hi: float) -> list[int]:
+        n = int(min(max(math.ceil(hi - lo), 1), 2 * size))
+        return [math.floor(lo + (k + 0.5) * (hi - lo) / n) for k in range(n)]
+
+    xs, ys = coords(x1, x2), coords(y1, y2)
+    patch = np.zeros((len(ys), len(xs), 3), np.uint8)
+    for a, y in enumerate(ys):
+        yy = min(max(y, 0), h - 1)
+        for b, x in enumerate(xs):
+            xx = x % w if wrap else min(max(x, 0), w - 1)
+            patch[a, b] = pixels[yy, xx]
+    shrink = patch.shape[0] > size or patch.shape[1] > size
+    return cv2.resize(
+        patch, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
+def _ref_geometry(box: np.ndarray, height: int) -> list[float]:
+    yc = (box[1] + box[3]) / 2
+    lat = 90 - yc / height * 180
+    ang = max(box[3] - box[1], 1e-3) / height * 180
+    dep = math.radians(-lat)
+    t = math.tan(max(min(dep, 1.25), -1.25))
+    below = lat < -0.5
+    ratio = math.log(math.radians(ang) / max(t, 1e-6)) if below else 0.0
+    return [1.0, lat, math.log2(ang), max(min(t, 3.0), -3.0), ratio, float(below)]
+
+
+@pytest.mark.parametrize("projection", [Projection.EQUIRECTANGULAR, Projection.PERSPECTIVE])
+def test_features_match_slow_reference_on_random_boxes(projection: Projection) -> None:
+    rng = np.random.default_rng(7)
+    h, w = 60, 120
+    pixels = rng.integers(0, 256, (h, w, 3)).astype(np.uint8)
+    n = 40
+    x1 = rng.uniform(0, w - 1, n)
+    y1 = rng.uniform(0, h - 2, n)
+    bw = rng.uniform(0.5, 50, n)
+    bh = rng.uniform(0.5, 30, n)
+    boxes = np.stack([x1, y1, x1 + bw, np.minimum(y1 + bh, h)], axis=1)
+    boxes[:5, 0] = w - rng.uniform(1, 8, 5)  # seam-crossing boxes (x2 > W) ...
+    boxes[:5, 2] = boxes[:5, 0] + rng.uniform(10, 30, 5)
+    boxes[5] = [0, 0, 200, 60]  # ... and a window wider than the image
+    scores = rng.uniform(0.03, 1, n)
+    classes = rng.integers(0, 2, n)
+    dets = _dets(boxes, scores, classes)
+    wrap = projection is Projection.EQUIRECTANGULAR
+    crops, feats = candidate_features(pixels, dets, projection, context=2.0, size=SIZE)
+    assert crops.shape == (n, SIZE, SIZE, 3) and feats.shape == (n, N_FEATURES)
+    assert feats.dtype == np.float32 and np.all(np.isfinite(feats))
+    wins = context_windows(dets.xyxy, 2.0)
+    for i in range(n):
+        b = dets.xyxy[i].astype(np.float64)
+        np.testing.assert_array_equal(crops[i], _ref_crop(pixels, wins[i], SIZE, wrap))
+        s = min(max(float(dets.confidence[i]), 1e-6), 1 - 1e-6)
+        assert feats[i, 0] == (classes[i] == 0)
+        assert feats[i, 1] == pytest.approx(s, rel=1e-6)
+        assert feats[i, 2] == pytest.approx(max(min(math.log(s / (1 - s)), 8), -8), abs=1e-4)
+        bw_, bh_ = max(b[2] - b[0], 1e-3), max(b[3] - b[1], 1e-3)
+        assert feats[i, 3:6] == pytest.approx(
+            [math.log2(bh_), math.log2(bw_), math.log2(bw_ / bh_)], abs=1e-4
+        )
+        geo = _ref_geometry(b, h) if wrap else [0.0] * 6
+        assert feats[i, 6:12] == pytest.approx(geo, abs=1e-4)
+        assert feats[i, 21] == pytest.approx((b[1] + b[3]) / 2 / h, abs=1e-5)
+        # context: other candidates whose centre is inside this window (seam-aware)
+        cx, cy = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2, (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
+        wcx, half = (wins[i, 0] + wins[i, 2]) / 2, (wins[i, 2] - wins[i, 0]) / 2
+        count, best = 0, 0.0
+        for j in range(n):
+            if j == i:
+                continue
+            dx = cx[j] - wcx
+            if wrap:
+                dx = (dx + w / 2) % w - w / 2
+            if abs(dx) <= half and wins[i, 1] <= cy[j] <= wins[i, 3]:
+                count += 1
+                if classes[j] != classes[i]:
+                    best = max(best, float(dets.confidence[j]))
+        assert feats[i, 19] == pytest.approx(math.log1p(count), abs=1e-5)
+        assert feats[i, 20] == pytest.approx(best, abs=1e-6)
+
+
+def test_features_of_no_candidates() -> None:
+    crops, feats = candidate_features(
+        np.zeros((10, 20, 3), np.uint8),
+        Detections.empty(),
+        Projection.EQUIRECTANGULAR,
+        context=2.0,
+        size=8,
+    )
+    assert crops.shape == (0, 8, 8, 3) and feats.shape == (0, N_FEATURES)
+
+
+def test_context_windows_cap_the_aspect() -> None:
+    win = context_windows([[0, 0, 40, 10], [0, 0, 10, 10]], 2.0)
+    np.testing.assert_allclose(win, [[-20, -15, 60, 25], [-5, -5, 15, 15]])
+    assert context_windows(np.zeros((0, 4)), 2.0).shape == (0, 4)
+
+
+def test_fuse_keeps_confident_stage1_scores() -> None:
+    np.testing.assert_allclose(fuse([0.9, 0.9, 0.2], [0.1, 0.95, 0.6], 0.5), [0.9, 0.95, 0.6])
+    np.testing.assert_allclose(fuse([0.9], [0.1], 1.0), [0.1])
+    assert fuse([], [], 0.5).shape == (0,)
+
+
+# --- the rescorer -----------------------------------------------------------------------------
+
+
+def _scene() -> np.ndarray:
+    img = np.full((80, 120, 3), 90, np.uint8)
+    img = draw_square(img, 10, 10, 16, "red")
+    return draw_square(img, 70, 40, 16, "blue")
+
+
+def test_tiny_rescorer_scores_by_class_column(tmp_path: Path) -> None:
+    r = _open(build_color_rescorer(tmp_path / "m.onnx"))
+    assert r.size == SIZE and r.context == 2.0
+    dets = _dets(
+        [[10, 10, 26, 26], [70, 40, 86, 56], [70, 40, 86, 56], [40, 60, 56, 76]],
+        [0.2, 0.2, 0.2, 0.9],
+        [0, 1, 0, 0],
+    )
+    s = r(_scene(), dets, Projection.PERSPECTIVE)
+    assert s.dtype == np.float32 and s.shape == (4,)
+    assert s[0] > 0.9 and s[1] > 0.9  # red face, blue plate
+    assert s[2] == 0.0 and s[3] == 0.0  # a face on the blue square; grey
+    assert r(_scene(), Detections.empty(), Projection.PERSPECTIVE).shape == (0,)
+    kept = _open(tmp_path / "m.onnx", keep=0.5).rescore(_scene(), dets, Projection.PERSPECTIVE)
+    assert kept.final[3] == pytest.approx(0.9) and kept.stage2[3] == 0.0
+
+
+def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -> None:
+    r = _open(build_color_rescorer(tmp_path / "nan.onnx", nan=True))
+    with pytest.raises(ImageError) as e:
+        r(_scene(), _dets([[10, 10, 26, 26]], [0.5], [0]), Projection.PERSPECTIVE)
+    assert e.value.reason == "postprocess_failed"
+    with pytest.raises(RescorerError, match="feature version"):
+        _open(build_color_rescorer(tmp_path / "v.onnx", feature_version="0"))
+    with pytest.raises(RescorerError, match="redact_context"):
+        _open(build_color_rescorer(tmp_path / "c.onnx", context="wide"))
+    face_only = open_rescorer(
+        (tmp_path / "nan.onnx").read_bytes(), "t", (ObjectClass.FACE, None), stage1_keep=1.0
+    )
+    with pytest.raises(ImageError, match="does not score"):
+        face_only(_scene(), _dets([[10, 10, 26, 26]], [0.5], [1]), Projection.PERSPECTIVE)
+    with pytest.raises(RescorerError, match="cannot open"):
+        open_rescorer(b"not onnx", "t", (ObjectClass.FACE,), stage1_keep=1.0)
+
+
+def _pp_config(tmp_path: Path, model: Path, **pp: object) -> RedactConfig:
+    from tests.conftest import tiny_config
+
+    canary = write_color_canary(tmp_path / "canary")
+    th = {"blur": 0.5, "review": 0.3, "floor": 0.05}
+    return tiny_config(
+        thresholds={"face": th, "license_plate": th},
+        postprocess={
+            "path": str(model),
+            "classes": ["face", "license_plate"],
+            "canary": str(canary),
+            "stage1_keep": 1.0,
+            **pp,
+        },
+    )
+
+
+def test_load_rescorer_proves_itself_on_the_canary(tmp_path: Path) -> None:
+    good = _pp_config(tmp_path, build_color_rescorer(tmp_path / "good.onnx"))
+    r = load_rescorer(good)
+    assert r is not None and r.model_id.startswith("good")
+    weak = _pp_config(tmp_path, build_color_rescorer(tmp_path / "weak.onnx", gain=1.0))
+    with pytest.raises(RescorerError, match="canary failed"):
+        load_rescorer(weak)  # would lower recall: red squares score 0.25 < blur 0.5
+    from tests.conftest import tiny_config
+
+    assert load_rescorer(tiny_config()) is None
+
+
+def test_load_rescorer_from_registry_checks_sha256(tmp_path: Path) -> None:
+    from redact.detection.registry import ModelFileError, ModelRegistry
+
+    model = build_color_rescorer(tmp_path / "rescorer.onnx")
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    reg = tmp_path / "registry.yaml"
+
+    def write(sha: str) -> ModelRegistry:
+        reg.write_text(
+            "version: 1\nmodels:\n  tiny-rescorer:\n    version: '1'\n    uri: rescorer.onnx\n"
+            f"    sha256: '{sha}'\n    classes: [face, license_plate]\n    input_size: {SIZE}\n"
+        )
+        return ModelRegistry.load(reg)
+
+    cfg = _pp_config(tmp_path, model)
+    cfg = RedactConfig.from_dict(
+        {
+            **cfg.to_dict(),
+            "postprocess": {
+                "model": "tiny-rescorer",
+                "canary": str(tmp_path / "canary"),
+                "stage1_keep": 1.0,
+            },
+        }
+    )
+    r = load_rescorer(cfg, write(digest))
+    assert r is not None and r.model_id == "tiny-rescorer@1"
+    with pytest.raises(ModelFileError, match="sha256"):
+        load_rescorer(cfg, write("0" * 64))
+
+
+def test_postprocess_config_validation() -> None:
+    from tests.conftest import tiny_config
+
+    assert not tiny_config().postprocess.enabled
+    with pytest.raises(ConfigError, match="needs 'classes'"):
+        tiny_config(postprocess={"path": "m.onnx"})
+    with pytest.raises(ConfigError, match="only with 'path'"):
+        tiny_config(postprocess={"model": "m", "classes": ["face"]})
+    with pytest.raises(ConfigError, match="stage1_keep"):
+        tiny_config(postprocess={"model": "m", "stage1_keep": 1.5})
+    with pytest.raises(ConfigError, match="unknown key"):
+        tiny_config(postprocess={"modle": "m"})
+    a, b = tiny_config(), tiny_config(postprocess={"model": "m"})
+    assert a.hash() != b.hash()  # it changes published pixels
+
+
+# --- in the redaction core --------------------------------------------------------------------
+
+
+def _redact(tmp_path: Path, rescorer, tiles, pixels=None):  # type: ignore[no-untyped-def]
+    from redact.core import PIXEL_VERSION, redact_image
+    from redact.manifest import RunInfo
+    from redact.records import ImageRecord
+
+    img = _scene() if pixels is None else pixels
+    ok, buf = cv2.imencode(".png", img[:, :, ::-1])
+    assert ok
+    data = buf.tobytes()
+    rec = ImageRecord(
+        uri="/src/a.png", relative_path="a.png", output_uri="/dst/a.png",
+        sha256=hashlib.sha256(data).hexdigest(), width=img.shape[1], height=img.shape[0],
+        format="png", projection=Projection.PERSPECTIVE, n_tiles=1, timings_s={},
+    )  # fmt: skip
+    cfg = _pp_config(tmp_path, tmp_path / "m.onnx")
+    run = RunInfo(
+        "r",
+        [{"name": "det", "version": "1", "sha256": "", "backend": "onnx"}],
+        "c" * 64,
+        [],
+        "0",
+        pixel_version=PIXEL_VERSION,
+    )
+    return redact_image(data, tiles, cfg, rec, run, rescorer=rescorer)
+
+
+def test_redact_image_decides_on_the_final_score(tmp_path: Path) -> None:
+    r = _open(build_color_rescorer(tmp_path / "m.onnx"))
+    tiles = [
+        Detections(
+            np.array([[10, 10, 26, 26], [40, 56, 56, 72], [70, 40, 86, 56]], np.float32),
+            np.array([0.1, 0.95, 0.2], np.float32),
+            np.array([0, 0, 1], np.int32),
+            np.zeros(3, np.int16),
+        )
+    ]
+    stage1 = _redact(tmp_path, None, tiles)
+    s1 = {round(d["x1"]): d for d in stage1.row["detections"]}
+    assert [s1[x]["decision"] for x in (10, 40, 70)] == ["dropped", "blur", "dropped"]
+    both = _redact(tmp_path, r, tiles)
+    # the red face (stage 1: 0.1) and blue plate (0.2) are blurred, the grey "face" (0.95) not
+    dets = {round(d["x1"]): d for d in both.row["detections"]}
+    assert dets[10]["decision"] == "blur" and dets[70]["decision"] == "blur"
+    assert dets[40]["decision"] == "dropped"
+    assert dets[10]["stage1_score"] == pytest.approx(0.1) and dets[10]["score"] == pytest.approx(
+        1.0
+    )
+    assert dets[40]["stage1_score"] == pytest.approx(0.95) and dets[40]["stage2_score"] == 0.0
+    assert both.n_faces == 1 and both.n_plates == 1
+    assert "postprocess" in dict(both.row["timings_s"])
+    assert s1[40]["stage1_score"] == pytest.approx(0.95) and s1[40]["stage2_score"] is None
+
+
+def test_redact_image_quarantines_a_failing_rescorer(tmp_path: Path) -> None:
+    tiles = [_dets([[10, 10, 26, 26]], [0.9], [0])]
+    with pytest.raises(ImageError) as e:
+        _redact(tmp_path, _open(build_color_rescorer(tmp_path / "nan.onnx", nan=True)), tiles)
+    assert e.value.reason == "postprocess_failed"
+
+    class Broken:
+        def rescore(self, pixels, dets, projection):  # type: ignore[no-untyped-def]
+            raise RuntimeError("device lost")
+
+    with pytest.raises(ImageError, match="device lost"):
+        _redact(tmp_path, Broken(), tiles)
+
+    class WrongShape:
+        def rescore(self, pixels, dets, projection):  # type: ignore[no-untyped-def]
+            from redact.postprocess import Rescored
+
+            return Rescored(np.zeros(2, np.float32), np.zeros(2, np.float32))
+
+    with pytest.raises(ImageError, match="shape"):
+        _redact(tmp_path, WrongShape(), tiles)
+
+
+def test_publish_quarantines_when_the_rescorer_cannot_load(tmp_path: Path, make_job) -> None:  # type: ignore[no-untyped-def]
+    from redact.pipeline.publish import Publish
+
+    cfg = _pp_config(tmp_path, tmp_path / "missing.onnx")
+    job, run = make_job(cfg)
+    fn = Publish(job, run)
+    fn.setup()
+    with pytest.raises(ImageError, match="post-processor unavailable"):
+        fn._stage2()
+
+
+# --- manifest ---------------------------------------------------------------------------------
+
+
+def test_manifest_reads_old_rows_without_stage_scores(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from redact import manifest as m
+    from redact.evaluation.dataset import load_manifest_images
+
+    old_det = pa.struct([f for f in m.DETECTION_TYPE if not f.name.startswith("stage")])
+    old = pa.schema(
+        [pa.field(f.name, pa.list_(old_det)) if f.name == "detections" else f for f in m.SCHEMA]
+    )
+    row: dict = {f.name: None for f in old}
+    row.update(
+        run_id="r", relative_path="a.jpg", status="published", projection="perspective", width=4, height=4,
+        detections=[{"class": "face", "score": 0.4, "x1": 0, "y1": 0, "x2": 1, "y2": 1, "decision": "blur", "model": "x"}],
+    )  # fmt: skip
+    pq.write_table(pa.Table.from_pylist([row], schema=old), str(tmp_path / "old.parquet"))
+    (img,) = load_manifest_images(str(tmp_path))
+    assert img.det_stage1 == pytest.approx([0.4]) and np.isnan(img.det_stage2).all()
+
+
+def test_detection_records_carry_both_stages() -> None:
+    from redact.manifest import detection_records
+
+    dets = _dets([[0, 0, 1, 1], [0, 0, 2, 2], [1, 1, 3, 3]], [0.7, 0.2, 1.0], [0, 1, 0])
+    recs = detection_records(
+        dets,
+        [Decision.BLUR, Decision.DROPPED, Decision.MANUAL],
+        ["m"],
+        [0.1, 0.5, float("nan")],
+        [0.7, float("nan"), float("nan")],
+    )
+    assert [(r["stage1_score"], r["stage2_score"]) for r in recs] == [
+        (pytest.approx(0.1), pytest.approx(0.7)), (pytest.approx(0.5), None), (None, None)
+    ]  # fmt: skip
+    plain = detection_records(dets[:1], [Decision.BLUR], ["m"])
+    assert plain[0]["stage1_score"] == pytest.approx(0.7) and plain[0]["stage2_score"] is None
+    with pytest.raises(ValueError, match="scores for"):
+        detection_records(dets, [Decision.BLUR] * 3, ["m"], [0.1])
+
+
+# --- training script --------------------------------------------------------------------------
+
+
+def _torch_python() -> str | None:
+    try:
+        import torch  # noqa: F401
+
+        return sys.executable
+    except ImportError:
+        train = REPO / ".venv-train" / "bin" / "python"
+        if train.is_file():
+            ok = subprocess.run([str(train), "-c", "import torch, onnx"], capture_output=True)
+            if ok.returncode == 0:
+                return str(train)
+    return None
+
+
+def test_train_postprocess_smoke(tmp_path: Path) -> None:
+    py = _torch_python()
+    if py is None:
+        pytest.skip("torch is not installed (training venv .venv-train)")
+    out = tmp_path / "train"
+    res = subprocess.run(
+        [py, str(REPO / "scripts" / "train_postprocess.py"), "--smoke", "--out-dir", str(out),
+         "--onnx", str(out / "m.onnx"), "--threads", "1"],
+        capture_output=True, text=True, timeout=600, cwd=REPO,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
+    assert "done" in (out / "train_log.jsonl").read_text()
+    r = _open(out / "m.onnx")
+    s = r(
+        _scene(),
+        _dets([[10, 10, 26, 26], [70, 40, 86, 56]], [0.5, 0.5], [0, 1]),
+        Projection.PERSPECTIVE,
+    )
+    assert s.shape == (2,) and np.all((s >= 0) & (s <= 1))
+    shutil.rmtree(out)
