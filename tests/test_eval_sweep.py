@@ -145,3 +145,24 @@ def test_edit_in_place_keeps_the_other_keys_of_the_line(setup):
     assert "# note" in text
     face = yaml.safe_load(text)["thresholds"]["face"]
     assert face == {"blur": 0.7, "review": 0.35, "floor": 0.03, "review_max_height": 0.08}
+
+
+def test_with_score_picks_a_stage_of_a_two_stage_manifest() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from redact.classes import ObjectClass
+    from redact.evaluation.sweep import with_score
+    from tests.fixtures.eval_data import manifest_image
+
+    img = manifest_image("a.jpg", 100, 80, [(ObjectClass.FACE, 0.9, (0, 0, 10, 10), True)] * 2)
+    two = dataclasses.replace(
+        img, det_stage1=np.array([0.2, 0.4]), det_stage2=np.array([0.9, np.nan])
+    )
+    assert with_score(two, "final") is two
+    np.testing.assert_allclose(with_score(two, "stage1").det_score, [0.2, 0.4])
+    np.testing.assert_allclose(with_score(two, "stage2").det_score, [0.9, 0.0])
+    np.testing.assert_allclose(with_score(img, "stage1").det_score, [0.9, 0.9])  # old rows
+    with pytest.raises(ValueError, match="score must be"):
+        with_score(img, "both")

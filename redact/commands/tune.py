@@ -41,6 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--iou", type=float, default=0.3, help="IoU of a match (default 0.3)")
     p.add_argument(
+        "--score",
+        choices=("final", "stage1", "stage2"),
+        default="final",
+        help="tune on this score of the manifest: final (what the run decided on; with the "
+        "post-processor its final score), stage1 (the detector's: thresholds for stage 1 "
+        "alone) or stage2 (the post-processor's raw score)",
+    )
+    p.add_argument(
         "--config",
         metavar="YAML",
         help="config the result extends (default: the packaged default.yaml); edited with "
@@ -83,7 +91,10 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
         class_map=parse_class_map(args.class_map),
         run_id=args.run_id,
     )
-    evals = [metrics.evaluate_boxes_only(lab, row) for lab, row in pairing.pairs]
+    evals = [
+        metrics.evaluate_boxes_only(lab, sweep.with_score(row, args.score))
+        for lab, row in pairing.pairs
+    ]
     rate_rows = (
         load_manifest_images(args.rate_manifest)
         if args.rate_manifest
@@ -105,7 +116,7 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
     run_ids = sorted({row.run_id for _, row in pairing.pairs})
     print(
         f"redact tune: target box recall {target.recall} (review {target.review:.4f}, ratio "
-        f"{target.review_ratio}) at IoU {args.iou} over {len(pairing.pairs)} labelled image(s) "
+        f"{target.review_ratio}) at IoU {args.iou} on the {args.score} score over {len(pairing.pairs)} labelled image(s) "
         f"of run {', '.join(run_ids)}; thresholds below the manifest floor cannot be tuned"
     )
     print(tables.choice_table(choices, target))
@@ -116,6 +127,7 @@ def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
             ("--manifest", args.manifest),
             ("--target-recall", args.target_recall),
             ("--iou", args.iou),
+            ("--score", args.score),
         )
     )
     header = [

@@ -29,6 +29,7 @@ images, or with ``--rate-manifest`` every published row of another run, e.g. pro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -47,6 +48,12 @@ from redact.evaluation.dataset import ManifestImage
 from redact.evaluation.matching import DetStatus, match_detections
 from redact.evaluation.metrics import PRIMARY, ImageEval, Protocol, class_arrays
 from redact.manifest import Status
+
+SCORES = ("final", "stage1", "stage2")
+"""Which score a curve is built from: ``final`` = the manifest's ``score`` (what the run's
+decision used), ``stage1`` = the detector's, ``stage2`` = the post-processor's (0 where it
+did not score a candidate). A two-stage run's manifest holds all three, so stage 1 alone can
+be tuned (and compared) from it without re-running detection."""
 
 GRID = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -131,6 +138,18 @@ def manifest_floor(images: Sequence[ManifestImage], cls: ObjectClass) -> float:
     """The highest floor any of the rows used for ``cls`` (0 if the rows do not say)."""
     floors = [im.thresholds[cls].floor for im in images if cls in im.thresholds]
     return max(floors) if floors else 0.0
+
+
+def with_score(image: ManifestImage, which: str) -> ManifestImage:
+    """``image`` with ``det_score`` taken from one of :data:`SCORES` (NaN -> 0)."""
+    if which not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {which!r}")
+    if which == "final":
+        return image
+    src = image.det_stage1 if which == "stage1" else image.det_stage2
+    if src.shape != image.det_score.shape:  # built without stage scores: stage 1 = score
+        src = image.det_score if which == "stage1" else np.zeros_like(image.det_score)
+    return dataclasses.replace(image, det_score=np.nan_to_num(src.astype(np.float64), nan=0.0))
 
 
 def pr_curve(
