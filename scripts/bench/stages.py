@@ -260,6 +260,7 @@ class StageBench:
             "redacted": out,
         }
         return timings, outputs
+
     def run(self, path: str, repeat: int = 1) -> ImageRun:
         """Warm up (once per tile layout), then ``repeat`` timed passes; medians per stage."""
         self.warm_up(path)
