@@ -18,6 +18,13 @@ images; never use dev images for it.
 
 Prints the size, the speed of both models on this machine and the largest score change
 on held-out calibration tiles; writes ``<out>.json`` with those figures.
+
+Calibrate on the panorama domain too: with tiles from the 28 shared panoramas that are not
+dev-labelled plus 120 MaskON/openalpr training photos (two ``--calib-dir``,
+``--calib-images 148``) the 0.2.1 INT8 keeps every dev face (16/16 panoramas, MaskON 0.972),
+where photo-only calibration lost a panorama face; it still loses one openalpr plate match
+and one panorama plate, so it is not the default (docs/performance.md, issue #13). Judge an
+INT8 model with ``scripts/eval_dev.py`` and ``scripts/bench/pano_recall.py --baseline``.
 """
 
 from __future__ import annotations
