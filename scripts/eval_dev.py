@@ -337,8 +337,10 @@ def summarize(work: Path, sets: list[str]) -> dict:  # type: ignore[type-arg]
             if not co:
                 continue
             rows = {"all": co}
-            for o in co:
-                rows.setdefault(_size_bin(o["height_px"]), []).append(o)
+            for lo, hi in SIZE_BINS:
+                group = [o for o in co if lo <= o["height_px"] < hi]
+                if group:
+                    rows[_size_bin(lo)] = group
             table = {}
             for key, group in rows.items():
                 n = len(group)

@@ -236,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     ap.add_argument("--smoke", action="store_true", help="one epoch on synthetic crops")
+    ap.add_argument(
+        "--export-from", type=Path, help="no training: export this checkpoint (best.pt / last.pt)"
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -283,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         sched.load_state_dict(ck["sched"])
         start_epoch, best = int(ck["epoch"]) + 1, float(ck["best"])
         print(f"resumed at epoch {start_epoch}", flush=True)
-    elif log_path.exists():
+    elif log_path.exists() and not args.export_from:
         log_path.unlink()
     counts = {
         s: {
@@ -309,6 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     idx_tr = np.nonzero(tr)[0]
     rng = np.random.default_rng(args.seed + 1)
     t_start = time.time()
+    if args.export_from:
+        start_epoch = args.epochs  # no training
+        ck = torch.load(args.export_from, weights_only=False)
+        torch.save(
+            {"model": ck["model"], "epoch": ck["epoch"], "select": -1.0}, out_dir / "best.pt"
+        )
+        print(f"exporting {args.export_from} (epoch {ck['epoch']})", flush=True)
     for epoch in range(start_epoch, args.epochs):
         model.train()
         perm = rng.permutation(idx_tr)
@@ -337,13 +347,10 @@ def main(argv: list[str] | None = None) -> int:
         full = np.zeros(n, np.float32)
         full[val] = scores
         ev = evaluate(full, d, val)
-        # selection: mean over classes of the area-weighted negatives removed at full recall
-        sel = [v.get("neg_area_removed_keep1.0") for v in ev.values() if isinstance(v, dict)]
-        sel_v = (
-            float(np.mean([s for s in sel if s is not None]))
-            if any(s is not None for s in sel)
-            else 0.0
-        )
+        # selection: mean validation AUC over the classes (the full-recall threshold hangs on
+        # one outlier positive and picked an undertrained epoch in the first run)
+        aucs = [v["auc"] for v in ev.values() if isinstance(v, dict) and not math.isnan(v["auc"])]
+        sel_v = float(np.mean(aucs)) if aucs else 0.0
         rec = {
             "event": "epoch",
             "epoch": epoch,

@@ -518,3 +518,21 @@ def test_train_postprocess_smoke(tmp_path: Path) -> None:
     )
     assert s.shape == (2,) and np.all((s >= 0) & (s <= 1))
     shutil.rmtree(out)
+
+
+def test_shipped_rescorer_loads_and_passes_the_canary_at_its_operating_point() -> None:
+    """The committed stage-2 model (models/redact-rescorer-0.1.0.onnx) opens with the runtime
+    stack (no torch), matches its registry sha256 and keeps every required canary object
+    at the operating point documented in its model card."""
+    cfg = RedactConfig.from_dict(
+        {
+            "models": [{"name": "redact-faceplate-yolov8n"}],
+            "postprocess": {"model": "redact-rescorer", "canary_stage1_score": 0.03},
+            "thresholds": {
+                "face": {"blur": 0.04, "review": 0.03, "floor": 0.03},
+                "license_plate": {"blur": 0.03, "review": 0.03, "floor": 0.03},
+            },
+        }
+    )
+    r = load_rescorer(cfg)
+    assert r is not None and r.model_id == "redact-rescorer@0.1.0" and r.size == 48
