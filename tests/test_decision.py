@@ -122,3 +122,45 @@ def test_low_score_giant_does_not_absorb_a_confident_face():
     strong = Detections([[10, 40, 20, 60], [0, 0, 30, 300]], [0.34, 0.6], [0, 0])
     kept, decisions = select_regions([strong], cfg, 800, 400, wrap=True)
     assert decisions == [Decision.BLUR] and kept.xyxy[0].tolist() == [0, 0, 30, 300]
+
+
+def test_select_candidates_rescores_merged_candidates_but_not_giants():
+    """Stage 2 sees merged candidates at or above the floor (stage-1 score), the thresholds
+    judge its final score, giants keep their stage-1 decision and get no stage-2 score."""
+    import numpy as np
+    import pytest
+
+    from redact.decision import select_candidates
+    from redact.errors import ImageError
+
+    cfg = _panorama_config(face_blur=0.5)
+    tile = Detections(
+        [[10, 10, 20, 20], [11, 10, 21, 20], [100, 50, 110, 60], [0, 0, 10, 300]],
+        [0.9, 0.4, 0.2, 0.3],
+        [0, 0, 0, 0],
+    )
+    seen = []
+
+    def rescore(d: Detections):  # type: ignore[no-untyped-def]
+        seen.append(d)
+        s2 = np.where(d.confidence > 0.5, 0.1, 0.95).astype(np.float32)
+        return s2, s2
+
+    sel = select_candidates([tile], cfg, 800, 400, wrap=True, rescore=rescore)
+    assert len(seen) == 1 and len(seen[0]) == 2  # the merged face and the 0.2 box, no giant
+    by_x = {int(b[0]): i for i, b in enumerate(sel.detections.xyxy)}
+    face, small, giant = by_x[10], by_x[100], by_x[0]
+    assert sel.decisions[face] is Decision.DROPPED and sel.decisions[small] is Decision.BLUR
+    assert sel.decisions[giant] is Decision.DROPPED and np.isnan(sel.stage2[giant])
+    assert sel.stage1[face] == pytest.approx(0.9) and sel.stage2[face] == pytest.approx(0.1)
+    assert sel.detections.confidence[small] == pytest.approx(0.95)
+    plain = select_candidates([tile], cfg, 800, 400, wrap=True)
+    assert np.isnan(plain.stage2).all()
+    np.testing.assert_allclose(plain.stage1, plain.detections.confidence)
+    with pytest.raises(ImageError, match="finite"):
+        select_candidates(
+            [tile], cfg, 800, 400, wrap=False,
+            rescore=lambda d: (np.full(len(d), np.nan), np.full(len(d), np.nan)),
+        )  # fmt: skip
+    empty = select_candidates([], cfg, 800, 400, wrap=True, rescore=rescore)
+    assert len(empty.detections) == 0 and empty.stage1.shape == (0,)
