@@ -153,14 +153,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 #: Error types the user can fix, by module: looked up in ``sys.modules`` when an error is
-#: reported (a module that never loaded raised none of them; ``redact.detection.canary`` may not
-#: exist yet).
+#: reported (a module that never loaded raised none of them).
 USER_ERRORS: tuple[tuple[str, str], ...] = (
     ("redact.errors", "UsageError"),
     ("redact.errors", "ConfigError"),
     ("redact.detection.registry", "ModelRegistryError"),
     ("redact.detection.registry", "ModelFileError"),
     ("redact.detection.canary", "CanaryError"),
+    ("redact.detection.yolo", "DetectorOutputError"),
+    ("redact.postprocess", "RescorerError"),
 )
 # "ModelFileError: model 'x' at ... [while running 'Infer']": how a Beam runner that re-raised
 # an error from its worker as text (e.g. a RuntimeError holding the worker's traceback) names it.

@@ -24,6 +24,7 @@ from redact.io.inputs import check_output_location, list_local
 from redact.io.storage import InputSpec, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
+from redact.postprocess import load_rescorer
 
 _LOG = logging.getLogger(__name__)
 EXIT_BREAKER = 3  # the job ran, but the breaker stopped publication (nothing was published)
@@ -147,6 +148,8 @@ def execute(
     _LOG.info(
         "canary passed in %.2f s:\n%s", time.perf_counter() - t_canary, summarize_canary(reports)
     )
+    if config.postprocess.enabled:  # stage 2 proves itself here too (and in every worker)
+        load_rescorer(config, registry)
     handler = make_detector_handler(config, registry)
     run = run_info(job, describe_models(config, registry))
     options = PipelineOptions(list(beam_args), save_main_session=False)

@@ -319,3 +319,34 @@ def test_allow_empty_runs_a_job_over_nothing(capsys, tmp_path):
     assert rc == 0
     assert "0 image(s) read, 0 published" in capsys.readouterr().out
     assert list((out / "_manifest").glob("run-*.parquet"))
+
+
+def test_a_broken_post_processor_stops_the_job_at_launch(capsys, tmp_path):
+    """Stage 2 proves itself in the launcher like the detectors: nothing is built or run."""
+    src, bad = tmp_path / "src", tmp_path / "pp.onnx"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(b"\xff\xd8\xff not read")
+    bad.write_bytes(b"not an onnx model")
+    rc = main(
+        [
+            "run", "--input", str(src), "--output", str(tmp_path / "o"),
+            "--set", f"postprocess.path={bad}", "--set", "postprocess.classes=[face, license_plate]",
+        ]
+    )  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "post-processor" in err
+    assert not (tmp_path / "o" / "a.jpg").exists()
+
+
+def test_the_post_processor_is_one_of_the_run_models():
+    from redact.cli import load_config
+    from redact.detection import ModelRegistry, describe_models
+    from redact.season.markers import models_hash
+
+    reg = ModelRegistry.load()
+    one = describe_models(load_config(None), reg)
+    two = describe_models(load_config(None, ["postprocess.model=redact-rescorer"]), reg)
+    assert [m["name"] for m in two] == [m["name"] for m in one] + ["redact-rescorer"]
+    assert two[-1]["sha256"] == reg["redact-rescorer"].sha256
+    assert models_hash(one) != models_hash(two)

@@ -189,7 +189,9 @@ def make_detector_handler(
 
 
 def describe_models(config: RedactConfig, registry: ModelRegistry) -> list[dict[str, Any]]:
-    """Manifest rows: one dict per model (index, name, version, sha256, backend, uri, classes)."""
+    """Manifest rows: one dict per model (index, name, version, sha256, backend, uri, classes):
+    the detectors in config order, then the stage-2 post-processor when the config has one (so
+    the models hash, hence the markers, change when its weights do)."""
     rows = []
     for i, mc in enumerate(config.models):
         spec = registry.resolve(mc)
@@ -200,6 +202,21 @@ def describe_models(config: RedactConfig, registry: ModelRegistry) -> list[dict[
                 "version": spec.version,
                 "sha256": spec.sha256,
                 "backend": mc.backend.value,
+                "uri": spec.uri,
+                "classes": [c.label if c is not None else None for c in spec.classes],
+            }
+        )
+    if config.postprocess.enabled:
+        from redact.postprocess import resolve_spec
+
+        spec = resolve_spec(config.postprocess, registry)
+        rows.append(
+            {
+                "index": len(rows),
+                "name": spec.name,
+                "version": spec.version,
+                "sha256": spec.sha256,
+                "backend": "postprocess",
                 "uri": spec.uri,
                 "classes": [c.label if c is not None else None for c in spec.classes],
             }

@@ -78,11 +78,11 @@ class Collect(beam.DoFn):
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
 
     def process(self, element: tuple[str, dict[str, list[Any]]]) -> Iterator[Any]:
-        uri, groups = element
-        records: list[ImageRecord] = list(groups["image"])
-        if not records:
-            return  # failed before tiling (its row came from PrepareImage), or not in this run
-        rec = records[0]
+        # An image without a record failed before tiling (its row came from PrepareImage).
+        for rec in list(element[1]["image"])[:1]:
+            yield self._collect(element[0], rec, element[1])
+
+    def _collect(self, uri: str, rec: ImageRecord, groups: dict[str, list[Any]]) -> Any:
         results: list[TileResult | TileFailure] = list(groups["tiles"])
         try:
             ok = self._check_tiles(rec, results)
@@ -90,16 +90,15 @@ class Collect(beam.DoFn):
             self._failed.inc()
             progress(self._job).tick("failed")
             _LOG.warning("quarantined %s: %s", uri, e)
-            yield beam.pvalue.TaggedOutput(
+            return beam.pvalue.TaggedOutput(
                 self.FAILED, failed_row(self._run, self._job, uri, e, **_record_fields(rec))
             )
-            return
         locations: list[Location] = list(groups.get("location", ()))
         if len(locations) > 1:
             _LOG.warning("%s is %d times in the catalog; using the first", uri, len(locations))
         manual = tuple({r.region_id: r for r in groups.get("manual", ())}.values())
         ordered = sorted(ok, key=lambda r: r.index)
-        yield Detected(
+        return Detected(
             record=rec,
             tiles=tuple(r.detections for r in ordered),
             infer_s=float(sum(r.seconds for r in ordered)),
