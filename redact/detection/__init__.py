@@ -1,4 +1,4 @@
-"""Detectors: YOLOv8 ONNX handlers for Beam RunInference, union ensemble, model registry,
+"""Detectors: YOLOv8 and CenterFace ONNX handlers for Beam RunInference, union ensemble, model registry,
 the head output contract and the detector canary."""
 
 from redact.detection.base import (
@@ -15,6 +15,11 @@ from redact.detection.canary import (
     check_detectors,
     load_canary,
     run_canary,
+)
+from redact.detection.centerface import (
+    CenterFaceOnnxModel,
+    CenterFaceOnnxModelHandler,
+    decode_centerface,
 )
 from redact.detection.ensemble import (
     EnsembleModelHandler,
@@ -36,6 +41,8 @@ __all__ = [
     "Canary",
     "CanaryError",
     "CanaryReport",
+    "CenterFaceOnnxModel",
+    "CenterFaceOnnxModelHandler",
     "DetectorHandler",
     "DetectorModel",
     "DetectorOutputError",
@@ -49,6 +56,7 @@ __all__ = [
     "YoloOnnxModelHandler",
     "check_detectors",
     "check_head",
+    "decode_centerface",
     "decode_yolov8",
     "describe_models",
     "load_canary",

@@ -143,6 +143,15 @@ def make_member_handler(
     ``load_model`` proves the model against (see :mod:`redact.detection.canary`).
     """
     kwargs: dict[str, Any] = {"blur_thresholds": blur_thresholds, "canary": canary}
+    if spec.head == "centerface":
+        if model_config.backend is not Backend.ONNX:
+            raise ValueError(
+                f"model {spec.name!r}: a centerface head runs on the onnx backend only, "
+                f"not {model_config.backend.value!r}"
+            )
+        from redact.detection.centerface import CenterFaceOnnxModelHandler
+
+        return CenterFaceOnnxModelHandler(spec, model_config, index, **kwargs)
     if model_config.backend is Backend.ONNX:
         from redact.detection.onnx_handler import YoloOnnxModelHandler
 

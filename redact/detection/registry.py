@@ -25,6 +25,8 @@ FETCH_COMMAND = (
     "python scripts/export_teachers.py (.pt teachers; needs the [train] extra)"
 )
 _CHUNK = 1 << 20
+HEADS = ("yolov8", "centerface")
+"""Output decoders a registry entry's ``head`` can name (default ``yolov8``)."""
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 
@@ -94,6 +96,9 @@ class ModelSpec:
         license: licence of the weights.
         card: path of the model card ("" = none).
         shipped: True if trained by this project and committed to the repo.
+        head: output decoder, one of :data:`HEADS`: ``yolov8`` (default; raw head
+            (B, 4 + nc + extra, A)) or ``centerface`` (heatmap/scale/offset at stride 4,
+            faces only; :mod:`redact.detection.centerface`).
     """
 
     name: str
@@ -108,8 +113,13 @@ class ModelSpec:
     license: str = ""
     card: str = ""
     shipped: bool = False
+    head: str = "yolov8"
 
     def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ModelRegistryError(
+                f"model {self.name!r}: head must be one of {list(HEADS)}, got {self.head!r}"
+            )
         if self.num_classes < 1:
             raise ModelRegistryError(f"model {self.name!r}: num_classes must be >= 1")
         if len(self.classes) != self.num_classes:
@@ -164,6 +174,7 @@ _FIELDS = {
     "license",
     "card",
     "shipped",
+    "head",
 }
 
 
@@ -192,6 +203,7 @@ def _spec_from_yaml(name: str, raw: Any, base_dir: Path) -> ModelSpec:
             license=str(raw.get("license", "")).strip(),
             card=expand_uri(card, base_dir) if card else "",
             shipped=bool(raw.get("shipped", False)),
+            head=str(raw.get("head", "yolov8")),
         )
     except (TypeError, ValueError) as e:
         if isinstance(e, ModelRegistryError):
@@ -262,6 +274,7 @@ class ModelRegistry(Mapping[str, ModelSpec]):
                 license=base.license if base else "",
                 card=base.card if base else "",
                 shipped=False,
+                head=base.head if base else "yolov8",
             )
         spec = self[model_config.name]
         if model_config.classes:
