@@ -20,10 +20,11 @@ from redact.detection import ModelRegistry, describe_models, make_detector_handl
 from redact.detection.canary import check_detectors
 from redact.detection.canary import summarize as summarize_canary
 from redact.errors import UsageError
-from redact.io.inputs import check_output_location, list_local
+from redact.io.inputs import check_output_location
 from redact.io.storage import InputSpec, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
+from redact.pipeline.sources import Candidate, local_candidates
 from redact.postprocess import load_rescorer
 
 _LOG = logging.getLogger(__name__)
@@ -111,34 +112,37 @@ def make_job(
         accelerator=config.season.accelerator if accelerator is None else accelerator,
         secret=os.urandom(32),
     )
-    return _with_expected(job, allow_empty=bool(getattr(args, "allow_empty", False)))
-
-
-def _with_expected(job: JobSpec, *, allow_empty: bool) -> JobSpec:
-    """Count the candidates of a local job (for the progress line; remote: unknown). A local
-    input that matches nothing is an error (exit 2) unless ``allow_empty``."""
-    if job.files:
-        if "://" in job.files:
-            return job
+    if job.files and "://" not in job.files:
         with open(job.files) as f:
-            return replace(job, expected_images=sum(1 for line in f if line.strip()))
-    if "://" in job.input.pattern:
-        return job
+            job = replace(job, expected_images=sum(1 for line in f if line.strip()))
+    return job
+
+
+def list_job(job: JobSpec, *, allow_empty: bool) -> tuple[JobSpec, list[Candidate] | None]:
+    """List a local job's inputs once, on the launcher (None for remote or selection jobs): the
+    job with its expected image count, and the listing for :func:`execute`. A local input that
+    matches nothing is an error (exit 2) unless ``allow_empty``."""
+    if job.files or "://" in job.input.pattern:
+        return job, None
     try:
-        found = list_local(job.input.pattern, exclude=job.own_folders)
+        listed = local_candidates(job)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
-    if not found and not allow_empty:
+    if not listed and not allow_empty:
         raise UsageError(
             f"--input {job.input.pattern!r} matches no file (pass --allow-empty to run anyway)"
         )
-    return replace(job, expected_images=len(found))
+    return replace(job, expected_images=len(listed)), listed
 
 
 def execute(
-    job: JobSpec, registry_path: str | None, beam_args: Sequence[str]
+    job: JobSpec,
+    registry_path: str | None,
+    beam_args: Sequence[str],
+    listed: Sequence[Candidate] | None = None,
 ) -> tuple[beam.runners.runner.PipelineResult, RunInfo, float]:
-    """Build and run one job to completion; returns (result, run info, seconds)."""
+    """Build and run one job to completion (``listed``: its local listing, from
+    :func:`list_job`); returns (result, run info, seconds)."""
     config = job.config
     registry = ModelRegistry.load(registry_path)
     # Every detector proves itself on the canary here, before anything is built (each worker
@@ -164,7 +168,7 @@ def execute(
     )
     t0 = time.perf_counter()
     p = beam.Pipeline(options=options)
-    outs = build_pipeline(p, job, run, handler)
+    outs = build_pipeline(p, job, run, handler, listed=listed)
     add_sinks(
         outs["rows"], outs["quarantine"], job, outs["review"], outs["alerts"], outs["breaker"]
     )
@@ -177,8 +181,8 @@ def run_job(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from redact.cli import load_config
 
     config = load_config(args.config, args.set)
-    job = make_job(args, config)
-    result, _, elapsed = execute(job, args.registry, beam_args)
+    job, listed = list_job(make_job(args, config), allow_empty=bool(args.allow_empty))
+    result, _, elapsed = execute(job, args.registry, beam_args, listed)
     print(summarize(result, job, elapsed))
     breaker = read_breaker(job)
     return EXIT_BREAKER if breaker is not None and breaker["open"] else 0

@@ -19,7 +19,7 @@ goes on. Every listed path ends in exactly one manifest row: published, skipped 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -34,6 +34,7 @@ from redact.pipeline.publish import Collect, Publish
 from redact.pipeline.skip import CheckMarker
 from redact.pipeline.sources import (
     Admit,
+    Candidate,
     list_candidates,
     manual_hashes,
     output_key,
@@ -67,15 +68,20 @@ def _slim(row: dict) -> dict:
 
 
 def build_pipeline(
-    p: beam.Pipeline, job: JobSpec, run: RunInfo, handler: ModelHandler
+    p: beam.Pipeline,
+    job: JobSpec,
+    run: RunInfo,
+    handler: ModelHandler,
+    *,
+    listed: Sequence[Candidate] | None = None,
 ) -> dict[str, beam.PCollection]:
-    """Add the redaction DAG to ``p``.
+    """Add the redaction DAG to ``p`` (``listed``: the local listing, when already made).
 
     Returns PCollections: ``rows`` (manifest rows), ``quarantine`` (JSON lines), ``review``
     (review-table rows), ``alerts`` (JSON lines) and ``breaker`` (one BreakerState).
     """
     admitted = (
-        list_candidates(p, job)
+        list_candidates(p, job, listed)
         | "KeyByOutput" >> beam.Map(lambda c: (output_key(job, c), c))
         | "GroupByOutput" >> beam.GroupByKey()  # also spreads the work
         | "Admit" >> beam.ParDo(Admit(job)).with_outputs(Admit.REJECTED, main="admitted")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -73,8 +73,9 @@ def _from_metadata(meta: FileMetadata) -> Candidate:
     return Candidate(meta.path, int(meta.size_in_bytes), float(t) if t else None)
 
 
-def _local_candidates(job: JobSpec) -> list[Candidate]:
-    """Every path the local input pattern matches, the tool's own folders left out."""
+def local_candidates(job: JobSpec) -> list[Candidate]:
+    """Every path the local input pattern matches, the tool's own folders left out (listed on
+    the launcher; raises FileNotFoundError when the input does not exist)."""
     out = []
     for entry in list_local(job.input.pattern, exclude=job.own_folders):
         if entry.reason is not None:
@@ -93,8 +94,11 @@ def _is_own(job: JobSpec, uri: str) -> bool:
     return any(is_under_real(uri, d) for d in job.own_folders)
 
 
-def list_candidates(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
-    """Candidates: the listed selection (``job.files``), the local listing, or MatchFiles."""
+def list_candidates(
+    p: beam.Pipeline, job: JobSpec, listed: Sequence[Candidate] | None = None
+) -> beam.PCollection:
+    """Candidates: the listed selection (``job.files``), the local listing (``listed`` when the
+    launcher already made it, else :func:`local_candidates`), or MatchFiles."""
     if job.files:
         return (
             p
@@ -104,7 +108,9 @@ def list_candidates(p: beam.Pipeline, job: JobSpec) -> beam.PCollection:
             | "SelectionCandidates" >> beam.FlatMap(_selected)
         )
     if "://" not in job.input.pattern:
-        return p | "ListLocal" >> beam.Create(_local_candidates(job))
+        return p | "ListLocal" >> beam.Create(
+            list(listed) if listed is not None else local_candidates(job)
+        )
     return (
         p
         | "Match"
