@@ -90,7 +90,7 @@ def build_pipeline(
         lambda cand, err: failed_row(run, job, cand.uri, err)
     )
     manual = read_manual(p, job) if job.manual else None
-    side_rows = [rejected_rows]
+    skipped: list[beam.PCollection] = []  # rows of images a marker says are current
     todo = admitted["admitted"]
     if job.markers:
         hashes = manual_hashes(manual) if manual is not None else p | "NoManual" >> beam.Create([])
@@ -98,7 +98,7 @@ def build_pipeline(
             CheckMarker(job, run), manual=beam.pvalue.AsDict(hashes)
         ).with_outputs(CheckMarker.ROWS, main="todo")
         todo = checked["todo"]
-        side_rows.append(checked[CheckMarker.ROWS])
+        skipped.append(checked[CheckMarker.ROWS])
     prepared = todo | "Prepare" >> beam.ParDo(PrepareImage(job, run)).with_outputs(
         PrepareImage.TILES, PrepareImage.FAILED, main="images"
     )
@@ -131,12 +131,7 @@ def build_pipeline(
     published = detected | "Publish" >> beam.ParDo(
         Publish(job, run), breaker=beam.pvalue.AsSingleton(breaker)
     )
-    rows = (
-        published,
-        prepared[PrepareImage.FAILED],
-        collected[Collect.FAILED],
-        *side_rows,
-    ) | "AllRows" >> beam.Flatten()
+    rows = (published, failed, *skipped) | "AllRows" >> beam.Flatten()
     quarantine = (
         rows
         | "Quarantined" >> beam.Filter(lambda r: r["status"] == "failed")
