@@ -337,3 +337,98 @@ def write_tiny_config(root: str | Path, *, tile: int = 64, **sections: Any) -> P
     path = root / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+CENTERFACE_STRIDE = 4
+
+
+def build_centerface_detector(
+    path: str | Path,
+    *,
+    size: int = 64,
+    box: float = BOX_SIZE,
+    scale_value: float | None = None,
+    heat_scale: float = 1.0,
+    landmarks: bool = True,
+) -> Path:
+    """Write a CenterFace-shaped colour "face detector" ONNX model and return its path.
+
+    Args:
+        path: output .onnx file.
+        size: S, square input size in pixels (multiple of 32).
+        box: w and h of every box, pixels (scale channels = log(box / 4)).
+        scale_value: if given, every scale value instead (e.g. NaN for a broken model).
+        heat_scale: heatmap multiplier (0 = a blind model; > 1 breaks the [0, 1] contract).
+        landmarks: append the unused (B, 10, h, w) landmark output, as CenterFace has.
+
+    Input ``input.1`` [B, 3, S, S] RGB in [0, 255]; outputs at stride 4 (h = w = S / 4):
+    ``heatmap`` [B, 1, h, w] = heat_scale * sigmoid(16 * (mean red purity of the 4x4 cell
+    - 0.5)) (purity = clip(R - max(G, B), 0, 255) / 255), ``scale`` [B, 2, h, w],
+    ``offset`` [B, 2, h, w] = 0, and ``landmarks`` [B, 10, h, w] = 0.
+    """
+    if size % 32 or not 32 <= size <= 2048:
+        raise ValueError(f"size must be a multiple of 32 in [32, 2048], got {size}")
+    n = size // CENTERFACE_STRIDE
+    init: list[onnx.TensorProto] = []
+
+    def const(name: str, value: np.ndarray) -> str:
+        init.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    nodes = [
+        helper.make_node(
+            "Slice",
+            [
+                "input.1",
+                const(f"s_{c}", np.array([ch], np.int64)),
+                const(f"e_{c}", np.array([ch + 1], np.int64)),
+                const(f"a_{c}", np.array([1], np.int64)),
+            ],
+            [c],
+        )
+        for c, ch in _CHANNEL.items()
+    ]
+    nodes += [
+        helper.make_node("Max", ["green", "blue"], ["others"]),
+        helper.make_node("Sub", ["red", "others"], ["diff"]),
+        helper.make_node("Relu", ["diff"], ["pur255"]),
+        helper.make_node(
+            "Mul", ["pur255", const("inv255", np.array(1 / 255, np.float32))], ["pur"]
+        ),
+        helper.make_node(
+            "AveragePool",
+            ["pur"],
+            ["cell"],
+            kernel_shape=[CENTERFACE_STRIDE, CENTERFACE_STRIDE],
+            strides=[CENTERFACE_STRIDE, CENTERFACE_STRIDE],
+        ),
+        helper.make_node("Sub", ["cell", const("half", np.array(0.5, np.float32))], ["c0"]),
+        helper.make_node("Mul", ["c0", const("sharp", np.array(SHARPNESS, np.float32))], ["c1"]),
+        helper.make_node("Sigmoid", ["c1"], ["c2"]),
+        helper.make_node(
+            "Mul", ["c2", const("heat_scale", np.array(heat_scale, np.float32))], ["heatmap"]
+        ),
+        helper.make_node("Mul", ["cell", const("zero", np.array(0.0, np.float32))], ["z"]),
+    ]
+    sv = np.float32(np.log(box / CENTERFACE_STRIDE) if scale_value is None else scale_value)
+    consts = {
+        "scale": np.full((1, 2, n, n), sv, np.float32),
+        "offset": np.zeros((1, 2, n, n), np.float32),
+    }
+    if landmarks:
+        consts["landmarks"] = np.zeros((1, 10, n, n), np.float32)
+    for name, value in consts.items():
+        nodes.append(helper.make_node("Add", ["z", const(f"{name}_c", value)], [name]))
+    outputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", c, n, n])
+        for name, c in (("heatmap", 1), ("scale", 2), ("offset", 2), ("landmarks", 10))
+        if name == "heatmap" or name in consts
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "centerface_color_detector",
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["batch", 3, size, size])],
+        outputs,
+        initializer=init,
+    )
+    return _save(graph, path)
