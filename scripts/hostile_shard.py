@@ -73,7 +73,9 @@ def check(src: Path, dst: Path, paths: list[str]) -> int:
         if found:
             print(f"LEAK {r['relative_path']!r}: {found[:2]}")
             leaks += 1
-    failed = sorted((r["relative_path"], r["error_reason"]) for r in rows if r["status"] == "failed")
+    failed = sorted(
+        (r["relative_path"], r["error_reason"]) for r in rows if r["status"] == "failed"
+    )
     print(
         f"{len(paths)} paths, {len(rows)} manifest rows; {len(published)} published, "
         f"{leaks} of them carrying a recoverable picture; {len(failed)} quarantined:"
