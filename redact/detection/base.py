@@ -209,6 +209,9 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
             worker when the model is loaded.
     """
 
+    #: Factor applied to the [0, 1] input tensor (a head trained on [0, 255] pixels sets 255).
+    input_scale: float = 1.0
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -255,6 +258,23 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
             raise
         return model
 
+    def decode(self, raw: np.ndarray, size: int, batch: int) -> list[Detections]:
+        """The raw output of a batch of ``batch`` tiles -> per-tile Detections in model-input
+        pixels (``size`` x ``size``); checks the output contract first (DetectorOutputError).
+        YOLOv8 here; other heads override it."""
+        return decode_yolov8(
+            raw,
+            num_classes=self.spec.num_classes,
+            extra_channels=self.spec.extra_channels,
+            model=self.spec.model_id,
+            batch=batch,
+            class_map=self.spec.classes,
+            score_floor=self.model_config.score_floor,
+            nms_iou=self.model_config.tile_nms_iou,
+            input_size=size,
+            source=self.model_index,
+        )
+
     def prove(self, model: ModelT) -> CanaryReport:
         """Run the canary (``self.canary``) at ``self.blur_thresholds`` through
         :meth:`run_inference`; raises :class:`~redact.detection.canary.CanaryError` on a miss."""
@@ -272,19 +292,10 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
         t0 = time.perf_counter()
         size = _target_size(model, self.spec, batch)
         images = preprocess(batch, size, model.input_dtype)
+        if self.input_scale != 1.0:
+            images *= np.asarray(self.input_scale, dtype=images.dtype)
         raw = np.asarray(self._inference_fn(model, images, inference_args))
-        decoded = decode_yolov8(  # checks the head contract first (DetectorOutputError)
-            raw,
-            num_classes=self.spec.num_classes,
-            extra_channels=self.spec.extra_channels,
-            model=self.spec.model_id,
-            batch=len(batch),
-            class_map=self.spec.classes,
-            score_floor=self.model_config.score_floor,
-            nms_iou=self.model_config.tile_nms_iou,
-            input_size=size,
-            source=self.model_index,
-        )
+        decoded = self.decode(raw, size, len(batch))
         seconds = (time.perf_counter() - t0) / len(batch)
         return [
             PredictionResult(

@@ -21,24 +21,16 @@ checks that contract (exact shape, finite, heatmap in [0, 1]) and raises, never 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from apache_beam.ml.inference.base import PredictionResult
 
 from redact.classes import ObjectClass
 from redact.config import ModelConfig
 from redact.detection.base import (
     InferenceFn,
-    TileInference,
-    _rescale,
-    _target_size,
-    one_line,
-    preprocess,
-    read_verified,
 )
 from redact.detection.onnx_handler import (
     _DTYPES,
@@ -222,6 +214,8 @@ class CenterFaceOnnxModelHandler(YoloOnnxModelHandler):
     decoded by :func:`decode_centerface`. The spec must map exactly one class, ``face``.
     """
 
+    input_scale = 255.0  # CenterFace takes [0, 255] pixels
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -254,23 +248,7 @@ class CenterFaceOnnxModelHandler(YoloOnnxModelHandler):
 
     def open_model(self) -> CenterFaceOnnxModel:
         """Read (sha256-checked), open, and check the declared input and output shapes."""
-        import onnxruntime as ort
-
-        data = read_verified(self.spec, "model")
-        try:
-            session = ort.InferenceSession(
-                data, sess_options=self._session_options(), providers=self._resolve_providers()
-            )
-        except Exception as e:  # ORT raises its own exception types (InvalidProtobuf, Fail, ...)
-            raise ModelFileError(
-                f"cannot load model {self.spec.name!r} from {self.spec.uri}: {one_line(e)}"
-            ) from e
-        where = f"model {self.spec.name!r} at {self.spec.uri}"
-        inp = session.get_inputs()[0]
-        if inp.type not in _DTYPES:
-            raise ModelFileError(
-                f"{where}: unsupported input type {inp.type} (expected float or float16)"
-            )
+        session, inp, where = self._open_session()
         outputs = session.get_outputs()
         _check_declared([o.shape for o in outputs], where)
         size = _static_size(inp.shape, where)
@@ -285,35 +263,14 @@ class CenterFaceOnnxModelHandler(YoloOnnxModelHandler):
             output_names=tuple(o.name for o in outputs[: len(_OUTPUT_CHANNELS)]),
         )
 
-    def run_inference(
-        self,
-        batch: Sequence[np.ndarray],
-        model: OnnxDetectorModel,
-        inference_args: dict[str, Any] | None = None,
-    ) -> Iterable[PredictionResult]:
-        """Detect faces in a batch of (S, S, 3) uint8 RGB tiles -> one result per tile."""
-        if not batch:
-            return []
-        t0 = time.perf_counter()
-        size = _target_size(model, self.spec, batch)
-        images = preprocess(batch, size, model.input_dtype)
-        images *= np.asarray(255.0, dtype=images.dtype)  # CenterFace takes [0, 255]
-        raw = np.asarray(self._inference_fn(model, images, inference_args))
-        decoded = decode_centerface(
+    def decode(self, raw: np.ndarray, size: int, batch: int) -> list[Detections]:
+        """The stacked CenterFace maps of a batch -> per-tile face Detections (checked)."""
+        return decode_centerface(
             raw,
             score_floor=self.model_config.score_floor,
             nms_iou=self.model_config.tile_nms_iou,
             input_size=size,
             source=self.model_index,
             model=self.spec.model_id,
-            batch=len(batch),
+            batch=batch,
         )
-        seconds = (time.perf_counter() - t0) / len(batch)
-        return [
-            PredictionResult(
-                example=None,
-                inference=TileInference(_rescale(det, size, tile), seconds),
-                model_id=self.spec.model_id,
-            )
-            for det, tile in zip(decoded, batch, strict=True)
-        ]

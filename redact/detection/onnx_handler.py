@@ -168,6 +168,20 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
     def open_model(self) -> OnnxDetectorModel:
         """Read the model bytes via FileSystems (local, gs://, s3://), check sha256, open the
         session and check the declared input and head shapes (no canary: see load_model)."""
+        session, inp, where = self._open_session()
+        head = session.get_outputs()[0]
+        check_head_declaration(head.shape, self.spec, where)
+        return OnnxDetectorModel(
+            session=session,
+            input_name=inp.name,
+            output_name=head.name,
+            input_size=_static_size(inp.shape, where),
+            input_dtype=_DTYPES[inp.type],
+        )
+
+    def _open_session(self) -> tuple[Any, Any, str]:
+        """(session, its image input, "model 'name' at uri"): the model read via FileSystems,
+        sha256-checked, opened with this handler's settings, its input type checked."""
         import onnxruntime as ort
 
         data = read_verified(self.spec, "model")
@@ -185,12 +199,4 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
             raise ModelFileError(
                 f"{where}: unsupported input type {inp.type} (expected float or float16)"
             )
-        head = session.get_outputs()[0]
-        check_head_declaration(head.shape, self.spec, where)
-        return OnnxDetectorModel(
-            session=session,
-            input_name=inp.name,
-            output_name=head.name,
-            input_size=_static_size(inp.shape, where),
-            input_dtype=_DTYPES[inp.type],
-        )
+        return session, inp, where
