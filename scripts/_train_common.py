@@ -66,6 +66,33 @@ def parse_openalpr(line: str) -> tuple[str, tuple[float, float, float, float], s
     return parts[0], (x, y, x + w, y + h), text
 
 
+Box = tuple[float, float, float, float]
+LabelledItem = tuple[str, Path, list[tuple[int, Box]]]
+"""(stem, image path, [(class, xyxy box in pixels), ...])."""
+
+
+def maskon_items(root: Path) -> list[LabelledItem]:
+    """Every MaskON image with its face boxes (Pascal VOC; every object is a face)."""
+    out = []
+    for xml in sorted((root / "annotations").glob("*.xml")):
+        _, _, boxes = parse_voc(xml.read_text())
+        img = root / "images" / f"{xml.stem}.png"
+        if not img.exists():
+            img = root / "images" / f"{xml.stem}.jpg"
+        out.append((xml.stem, img, [(FACE, b) for b in boxes]))
+    return out
+
+
+def openalpr_items(roots: list[Path]) -> list[LabelledItem]:
+    """Every openalpr image with its one labelled plate (stem ``<folder>/<name>``)."""
+    out = []
+    for root in roots:
+        for txt in sorted(root.glob("*.txt")):
+            fname, box, _ = parse_openalpr(txt.read_text().strip().splitlines()[0])
+            out.append((f"{root.name}/{Path(fname).stem}", root / fname, [(PLATE, box)]))
+    return out
+
+
 def clip_box(
     box: Sequence[float], width: int, height: int
 ) -> tuple[float, float, float, float] | None:

@@ -49,8 +49,8 @@ from _train_common import (
     clip_box,
     format_yolo_labels,
     iou,
-    parse_openalpr,
-    parse_voc,
+    maskon_items,
+    openalpr_items,
     paste_view,
     project_box,
     render_view,
@@ -156,24 +156,11 @@ def grey_out(img: np.ndarray, regions: list[Box]) -> None:
 
 
 def load_maskon(root: Path) -> list[Sample]:
-    out = []
-    for xml in sorted((root / "annotations").glob("*.xml")):
-        _, _, boxes = parse_voc(xml.read_text())
-        img = root / "images" / f"{xml.stem}.png"
-        if not img.exists():
-            img = root / "images" / f"{xml.stem}.jpg"
-        out.append(Sample(xml.stem, img, [(FACE, b) for b in boxes]))
-    return out
+    return [Sample(*item) for item in maskon_items(root)]
 
 
 def load_openalpr(roots: list[Path]) -> list[Sample]:
-    out = []
-    for root in roots:
-        for txt in sorted(root.glob("*.txt")):
-            line = txt.read_text().strip().splitlines()[0]
-            fname, box, _ = parse_openalpr(line)
-            out.append(Sample(f"{root.name}/{Path(fname).stem}", root / fname, [(PLATE, box)]))
-    return out
+    return [Sample(*item) for item in openalpr_items(roots)]
 
 
 def background_panos(pano_dir: Path, dev_json: Path) -> list[Path]:

@@ -65,8 +65,8 @@ from _train_common import (  # noqa: E402
     PinholeView,
     box_outline,
     dirs_to_equirect,
-    parse_openalpr,
-    parse_voc,
+    maskon_items,
+    openalpr_items,
     paste_view,
     split_dev,
     yolo_to_xyxy,
@@ -83,26 +83,6 @@ DETAIL_IGNORE = 2.5  # mean |Laplacian| (8-bit levels) of a box scaled to 32 px 
 
 
 # ------------------------------------------------------------------------------- sources
-
-
-def maskon_items(root: Path) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
-    out = []
-    for xml in sorted((root / "annotations").glob("*.xml")):
-        _, _, boxes = parse_voc(xml.read_text())
-        img = root / "images" / f"{xml.stem}.png"
-        if not img.exists():
-            img = root / "images" / f"{xml.stem}.jpg"
-        out.append((xml.stem, img, [(FACE, b) for b in boxes]))
-    return out
-
-
-def openalpr_items(roots: list[Path]) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
-    out = []
-    for root in roots:
-        for txt in sorted(root.glob("*.txt")):
-            fname, box, _ = parse_openalpr(txt.read_text().strip().splitlines()[0])
-            out.append((f"{root.name}/{Path(fname).stem}", root / fname, [(PLATE, box)]))
-    return out
 
 
 def uc3m_items(root: Path, split: str) -> list[tuple[str, Path, list[tuple[int, Box]]]]:

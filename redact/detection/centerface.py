@@ -20,18 +20,13 @@ checks that contract (exact shape, finite, heatmap in [0, 1]) and raises, never 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from redact.classes import ObjectClass
-from redact.config import ModelConfig
-from redact.detection.base import (
-    InferenceFn,
-)
 from redact.detection.onnx_handler import (
     _DTYPES,
     OnnxDetectorModel,
@@ -216,35 +211,14 @@ class CenterFaceOnnxModelHandler(YoloOnnxModelHandler):
 
     input_scale = 255.0  # CenterFace takes [0, 255] pixels
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        model_config: ModelConfig,
-        model_index: int = 0,
-        *,
-        providers: Sequence[str] | None = None,
-        inference_fn: InferenceFn | None = None,
-        graph_optimization: str = "all",
-        allow_spinning: bool | None = None,
-        blur_thresholds: Mapping[ObjectClass, float] | None = None,
-        canary: str | os.PathLike[str] | None = None,
-    ) -> None:
+    def __init__(self, spec: ModelSpec, *args: Any, **kwargs: Any) -> None:
+        """The arguments of :class:`~redact.detection.onnx_handler.YoloOnnxModelHandler`."""
         if spec.classes != (ObjectClass.FACE,):
             raise ValueError(
                 f"model {spec.name!r}: a CenterFace head detects faces only; classes must be "
                 f"[face], got {[c.label if c else None for c in spec.classes]}"
             )
-        super().__init__(
-            spec,
-            model_config,
-            model_index,
-            providers=providers,
-            inference_fn=inference_fn,
-            graph_optimization=graph_optimization,
-            allow_spinning=allow_spinning,
-            blur_thresholds=blur_thresholds,
-            canary=canary,
-        )
+        super().__init__(spec, *args, **kwargs)
 
     def open_model(self) -> CenterFaceOnnxModel:
         """Read (sha256-checked), open, and check the declared input and output shapes."""
