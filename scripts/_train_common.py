@@ -93,6 +93,25 @@ def openalpr_items(roots: list[Path]) -> list[LabelledItem]:
     return out
 
 
+def centre_on_box(
+    crop: np.ndarray, box: tuple[float, float, float, float]
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """Shift ``crop`` (H, W, C) so that ``box`` (xyxy, crop pixels) is centred (borders
+    reflected): a pinhole view looking at the crop's centre then looks at the object. Returns
+    the shifted crop and the box in its pixels."""
+    import cv2
+
+    off_u = (box[0] + box[2]) / 2 - crop.shape[1] / 2
+    off_v = (box[1] + box[3]) / 2 - crop.shape[0] / 2
+    shifted = cv2.warpAffine(
+        crop,
+        np.float32([[1, 0, -off_u], [0, 1, -off_v]]),
+        (crop.shape[1], crop.shape[0]),
+        borderMode=cv2.BORDER_REFLECT,
+    )
+    return shifted, (box[0] - off_u, box[1] - off_v, box[2] - off_u, box[3] - off_v)
+
+
 def clip_box(
     box: Sequence[float], width: int, height: int
 ) -> tuple[float, float, float, float] | None:

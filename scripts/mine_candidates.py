@@ -64,6 +64,7 @@ from _train_common import (  # noqa: E402
     SHARED_DATA,
     PinholeView,
     box_outline,
+    centre_on_box,
     dirs_to_equirect,
     maskon_items,
     openalpr_items,
@@ -227,15 +228,7 @@ def compose(
             deg = math.exp(rng.uniform(math.log(0.5), math.log(8.0 if cls == FACE else 4.0)))
         focal = bh / (2 * math.tan(math.radians(deg) / 2))
         yaw = float(np.clip(-170 + slot * (k + 0.5) + rng.uniform(-0.2, 0.2) * slot, -170, 170))
-        off_u = (local[0] + local[2]) / 2 - crop.shape[1] / 2
-        off_v = (local[1] + local[3]) / 2 - crop.shape[0] / 2
-        local = (local[0] - off_u, local[1] - off_v, local[2] - off_u, local[3] - off_v)
-        shifted = cv2.warpAffine(
-            crop,
-            np.float32([[1, 0, -off_u], [0, 1, -off_v]]),
-            (crop.shape[1], crop.shape[0]),
-            borderMode=cv2.BORDER_REFLECT,
-        )
+        shifted, local = centre_on_box(crop, local)
         view = PinholeView(
             yaw, pitch, focal, crop.shape[1], crop.shape[0], roll_deg=float(rng.normal(0, 3))
         )

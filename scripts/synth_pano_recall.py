@@ -32,6 +32,7 @@ from _train_common import (
     SHARED_DATA,
     PinholeView,
     box_outline,
+    centre_on_box,
     dirs_to_equirect,
     parse_voc,
     paste_view,
@@ -94,15 +95,7 @@ def compose(
         view = PinholeView(
             yaw, pitch, focal, crop.shape[1], crop.shape[0], roll_deg=float(rng.normal(0, 3))
         )
-        off_u = (local[0] + local[2]) / 2 - crop.shape[1] / 2
-        off_v = (local[1] + local[3]) / 2 - crop.shape[0] / 2
-        local = (local[0] - off_u, local[1] - off_v, local[2] - off_u, local[3] - off_v)
-        shifted = cv2.warpAffine(
-            crop,
-            np.float32([[1, 0, -off_u], [0, 1, -off_v]]),
-            (crop.shape[1], crop.shape[0]),
-            borderMode=cv2.BORDER_REFLECT,
-        )
+        shifted, local = centre_on_box(crop, local)
         try:
             paste_view(out, shifted, view)
         except ValueError:
