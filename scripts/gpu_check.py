@@ -66,7 +66,8 @@ class GpuSampler:
         self._thread: threading.Thread | None = None
 
     def _query(self) -> tuple[float, float] | None:
-        assert self.exe is not None
+        if self.exe is None:
+            return None
         args = [
             self.exe,
             "--query-gpu=utilization.gpu,memory.used",
@@ -87,6 +88,15 @@ class GpuSampler:
                 return
             self.samples.append((self.phase, *got))
             self._stop.wait(self.interval_s)
+
+    def enter(self, phase: str) -> None:
+        """Start ``phase`` with one sample taken now: a step shorter than the sampling
+        interval still has its GPU state recorded."""
+        self.phase = phase
+        if self.exe and not self.error:
+            got = self._query()
+            if got is not None:
+                self.samples.append((phase, *got))
 
     def start(self) -> None:
         if self.exe:
@@ -133,7 +143,7 @@ class Report:
             self.data[name] = {"status": "skipped", "reason": f"{self.left_s():.0f} s left"}
             self.save()
             return None
-        self.sampler.phase = name
+        self.sampler.enter(name)
         t0 = time.monotonic()
         try:
             res = fn()
