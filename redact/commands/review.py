@@ -7,6 +7,11 @@
   review_id,decision[,x1,y1,x2,y2][,class][,note]) records decisions: ``missed`` becomes a
   manual region (always blurred from now on; the image's marker is invalidated),
   ``false_positive`` a labelled hard negative for training, ``confirmed`` is only recorded.
+* ``redact review serve --output DST [--port P] [--originals]`` opens the queue and every
+  image in a browser (published copy in a 360 viewer, candidates drawn with class, score,
+  decision and reason; decisions go through the same code as ``decide``).
+* ``redact review export --output DST --site DIR [--copy]`` writes the same pages as a static,
+  read-only site (decisions downloadable as a CSV for ``decide --csv``). See docs/review.md.
 """
 
 from __future__ import annotations
@@ -63,6 +68,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--by", default=os.environ.get("USER", ""), help="reviewer")
     d.set_defaults(func=_decide)
 
+    sv = rsub.add_parser(
+        "serve",
+        help="the review page in a browser (published pixels only by default)",
+        allow_abbrev=False,
+    )
+    add_layout_args(sv)
+    sv.add_argument("--review-dir", metavar="D", help="review store (default: DST/_review)")
+    sv.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    sv.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
+    sv.add_argument(
+        "--originals",
+        action="store_true",
+        help="also serve the ORIGINAL (unblurred) images, under a red warning on every page",
+    )
+    sv.add_argument("--by", default=os.environ.get("USER", ""), help="reviewer")
+    sv.set_defaults(func=_serve)
+
+    ex = rsub.add_parser(
+        "export", help="write the review page as a static site (read-only)", allow_abbrev=False
+    )
+    add_layout_args(ex)
+    ex.add_argument("--review-dir", metavar="D", help="review store (default: DST/_review)")
+    ex.add_argument("--site", metavar="DIR", required=True, help="folder to write the site to")
+    ex.add_argument(
+        "--copy",
+        action="store_true",
+        help="copy the published files into the site (default: link to them where they are)",
+    )
+    ex.set_defaults(func=_export)
+
+
+def _layout(args: argparse.Namespace) -> Any:
+    import dataclasses
+
+    from redact.runner import Layout
+
+    layout = Layout.resolve(args.output, args.manifest)
+    if getattr(args, "review_dir", None):
+        from redact.io.storage import normalize_dir
+
+        layout = dataclasses.replace(layout, review=normalize_dir(args.review_dir))
+    return layout
+
 
 def _items(layout: Any, run: str = "") -> dict[str, dict[str, Any]]:
     from redact.season.review import read_review_items
@@ -94,17 +142,9 @@ def _list(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 
 def _decide(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from redact.classes import ObjectClass
     from redact.errors import UsageError
     from redact.runner import Layout
-    from redact.season.manual import parse_box, write_regions
-    from redact.season.republish import invalidate
-    from redact.season.review import (
-        ReviewDecision,
-        apply_decisions,
-        write_decisions,
-        write_hard_negatives,
-    )
+    from redact.season.review import parse_decision_rows, record_decisions
 
     layout = Layout.resolve(args.output, args.manifest)
     if args.csv:
@@ -125,35 +165,43 @@ def _decide(args: argparse.Namespace, extra: Sequence[str]) -> int:
             wanted[0]["box"] = args.box
     else:
         raise UsageError("review decide needs --id and --decision (or --csv)")
-    decisions = []
-    for i, w in enumerate(wanted):
-        where = f"{args.csv}:{i + 2}" if args.csv else "decide"
-        try:
-            extra_: dict[str, Any] = {"note": w.get("note") or ""}
-            box_text = w.get("box") or (
-                ",".join(w[k] for k in ("x1", "y1", "x2", "y2")) if w.get("x1") else ""
-            )
-            if box_text:
-                extra_["box"] = parse_box(box_text)
-            if w.get("class"):
-                extra_["class"] = ObjectClass.parse(w["class"])
-            decisions.append(
-                (str(w["review_id"]).strip(), ReviewDecision.parse(str(w["decision"])), extra_)
-            )
-        except KeyError as e:
-            raise UsageError(f"{where}: missing column {e}") from None
-        except ValueError as e:
-            raise UsageError(f"{where}: {e}") from None
-    rows, regions, negatives = apply_decisions(_items(layout), decisions, decided_by=args.by)
-    write_decisions(layout.review, rows)
-    msg = [f"recorded {len(rows)} decision(s)"]
-    if regions:
-        uri = write_regions(layout.manual, regions)
-        n = invalidate(layout.markers, [r.relative_path for r in regions])
-        msg.append(f"{len(regions)} manual region(s) in {uri} ({n} marker(s) invalidated)")
-    if negatives:
-        msg.append(
-            f"{len(negatives)} hard negative(s) in {write_hard_negatives(layout.review, negatives)}"
+    where = [f"{args.csv}:{i + 2}" if args.csv else "decide" for i in range(len(wanted))]
+    try:
+        decisions = parse_decision_rows(wanted, where)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(record_decisions(layout, decisions, decided_by=args.by, items=_items(layout)).summary())
+    return 0
+
+
+def _serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from redact.errors import UsageError
+    from redact.season.web.server import ReviewServer
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: expected 0..65535")
+    layout = _layout(args)
+    try:
+        server = ReviewServer(
+            layout, host=args.host, port=args.port, originals=args.originals, decided_by=args.by
         )
-    print("; ".join(msg))
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {e}") from None
+    print(f"review page: {server.url} (Ctrl-C stops it)", flush=True)
+    if args.originals:
+        print("WARNING: --originals: this server shows UNBLURRED originals", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()
+    return 0
+
+
+def _export(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from redact.season.web.export import export_site
+
+    done = export_site(_layout(args), args.site, copy=args.copy)
+    print(done.summary())
     return 0

@@ -10,6 +10,7 @@ becomes a manual region, ``false_positive`` becomes a labelled *hard negative* f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import hashlib
@@ -242,3 +243,116 @@ def write_hard_negatives(review_dir: str, rows: Sequence[dict]) -> str:
     return _append(
         FileSystems.join(review_dir, HARD_NEGATIVES_DIR), "hn", rows, HARD_NEGATIVE_SCHEMA
     )
+
+
+def parse_decision_rows(
+    wanted: Sequence[Mapping[str, Any]], where: Sequence[str]
+) -> list[tuple[str, ReviewDecision, dict[str, Any]]]:
+    """Decision requests (``redact review decide`` flags, ``--csv`` rows, the review page's
+    POSTs) -> (review id, decision, extras) for :func:`record_decisions`.
+
+    Each request is a mapping with ``review_id``, ``decision`` and optionally ``box``
+    (``"x1,y1,x2,y2"``, pixels) or ``x1``..``y2`` columns, ``class`` and ``note``; ``where``
+    names each one in errors. Raises ValueError (``"<where>: <why>"``) for a missing column,
+    an unknown decision or class, or a bad box.
+    """
+    from redact.season.manual import parse_box
+
+    if len(where) != len(wanted):
+        raise ValueError(f"{len(where)} locations for {len(wanted)} decision requests")
+    out = []
+    for w, at in zip(wanted, where, strict=True):
+        try:
+            extra: dict[str, Any] = {"note": str(w.get("note") or "")}
+            box_text = w.get("box") or (
+                ",".join(str(w[k]) for k in ("x1", "y1", "x2", "y2")) if w.get("x1") else ""
+            )
+            if box_text:
+                extra["box"] = parse_box(str(box_text))
+            if w.get("class"):
+                extra["class"] = ObjectClass.parse(str(w["class"]))
+            out.append(
+                (str(w["review_id"]).strip(), ReviewDecision.parse(str(w["decision"])), extra)
+            )
+        except KeyError as e:
+            raise ValueError(f"{at}: missing column {e}") from None
+        except ValueError as e:
+            raise ValueError(f"{at}: {e}") from None
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """What :func:`record_decisions` wrote: counts and the files ("" when none)."""
+
+    decisions: int
+    decisions_uri: str
+    regions: int = 0
+    regions_uri: str = ""
+    markers_invalidated: int = 0
+    negatives: int = 0
+    negatives_uri: str = ""
+
+    def summary(self) -> str:
+        """One line for a person (what ``redact review decide`` prints)."""
+        msg = [f"recorded {self.decisions} decision(s)"]
+        if self.regions:
+            msg.append(
+                f"{self.regions} manual region(s) in {self.regions_uri} "
+                f"({self.markers_invalidated} marker(s) invalidated)"
+            )
+        if self.negatives:
+            msg.append(f"{self.negatives} hard negative(s) in {self.negatives_uri}")
+        return "; ".join(msg)
+
+
+def record_decisions(
+    layout: Any,
+    decisions: Sequence[tuple[str, ReviewDecision, dict[str, Any]]],
+    *,
+    decided_by: str,
+    items: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Recorded:
+    """The one writer of review decisions (``redact review decide`` and the review page).
+
+    Appends the decision rows to ``layout.review/decisions``; a ``missed`` becomes a manual
+    region in ``layout.manual`` (its image's marker is invalidated, so the next run re-does
+    it); a ``false_positive`` a hard negative in ``layout.review/hard_negatives``.
+    ``layout``: a :class:`redact.runner.Layout`; ``items``: the review items by id (default:
+    every run's, read from ``layout.review``). Raises ValueError for an unknown review id
+    before anything is written.
+    """
+    from redact.season.manual import write_regions
+    from redact.season.republish import invalidate
+
+    if items is None:
+        items = {r["review_id"]: r for r in read_review_items(layout.review).to_pylist()}
+    rows, regions, negatives = apply_decisions(items, decisions, decided_by=decided_by)
+    if not rows:
+        return Recorded(0, "")
+    decisions_uri = write_decisions(layout.review, rows)
+    regions_uri, invalidated, negatives_uri = "", 0, ""
+    if regions:
+        regions_uri = write_regions(layout.manual, regions)
+        invalidated = invalidate(layout.markers, [r.relative_path for r in regions])
+    if negatives:
+        negatives_uri = write_hard_negatives(layout.review, negatives)
+    return Recorded(
+        decisions=len(rows),
+        decisions_uri=decisions_uri,
+        regions=len(regions),
+        regions_uri=regions_uri,
+        markers_invalidated=invalidated,
+        negatives=len(negatives),
+        negatives_uri=negatives_uri,
+    )
+
+
+def latest_decisions(review_dir: str) -> dict[str, dict[str, Any]]:
+    """The newest decision row of every review id (by ``decided_at``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in read_decisions(review_dir).to_pylist():
+        cur = out.get(row["review_id"])
+        if cur is None or row["decided_at"] >= cur["decided_at"]:
+            out[row["review_id"]] = row
+    return out
