@@ -340,6 +340,45 @@ class PostprocessConfig:
             raise ConfigError(f"{where}.classes: only with 'path' (a registry model has its own)")
 
 
+@dataclass(frozen=True)
+class RenditionsConfig:
+    """What a viewer or a map loads besides the one big copy (:mod:`redact.renditions`,
+    docs/publishing.md): every rendition is made from the PUBLISHED bytes in the same job and
+    written under ``DST/<relative path>.renditions/``. Off by default (configs/publish.yaml
+    turns it on). Changes published files: hashed.
+
+    ``thumbnail_px``: longest side of ``thumbnail.jpg`` (every image). ``preview_px``: width of
+    the equirectangular ``preview.jpg``. ``tile_px``: square tile size of both pyramids.
+    ``cube_face_px``: cube face size; 0 = auto (``tile_px`` times the power of two nearest to
+    ``width / pi / tile_px``, so every cube level is whole tiles, as Marzipano needs), else
+    ``tile_px`` times a power of two, or at most ``tile_px`` (one tile per face). Never
+    upscaled past the source: a smaller image keeps its size. ``pyramid``: the
+    equirectangular tile pyramid; ``cube``: the cube faces, their tile pyramid and
+    ``viewer.json`` (panoramas only). ``jpeg_quality``: of every rendition (1-100)."""
+
+    enabled: bool = False
+    thumbnail_px: int = 512
+    preview_px: int = 2048
+    tile_px: int = 512
+    cube_face_px: int = 0
+    pyramid: bool = True
+    cube: bool = True
+    jpeg_quality: int = 85
+
+    def _validate(self, where: str) -> None:
+        _range(f"{where}.thumbnail_px", self.thumbnail_px, 16, 8192)
+        _range(f"{where}.preview_px", self.preview_px, 16, 16384)
+        _range(f"{where}.tile_px", self.tile_px, 64, 4096)
+        _range(f"{where}.cube_face_px", self.cube_face_px, 0, 32768)
+        _range(f"{where}.jpeg_quality", self.jpeg_quality, 1, 100)
+        n = self.cube_face_px
+        if n > self.tile_px and (n % self.tile_px or (n // self.tile_px) & (n // self.tile_px - 1)):
+            raise ConfigError(
+                f"{where}.cube_face_px: {n} must be 0 (auto), at most tile_px ({self.tile_px}) "
+                "or tile_px times a power of two (every cube level whole tiles)"
+            )
+
+
 # Sections that do not affect the published output: excluded from the config hash.
 UNHASHED_SECTIONS = ("season", "breaker")
 
@@ -360,6 +399,7 @@ class RedactConfig:
     season: SeasonConfig = field(default_factory=SeasonConfig)
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    renditions: RenditionsConfig = field(default_factory=RenditionsConfig)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -381,6 +421,7 @@ class RedactConfig:
             "season",
             "breaker",
             "postprocess",
+            "renditions",
         ):
             getattr(self, name)._validate(name)
 
@@ -400,6 +441,8 @@ class RedactConfig:
         """sha256 hex of the canonical JSON of every section that affects the output
         (:data:`UNHASHED_SECTIONS` left out): configs that blur alike hash alike."""
         data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_SECTIONS}
+        if not self.renditions.enabled:  # no renditions: hashes as before the section existed
+            data.pop("renditions")
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -32,6 +32,7 @@ from redact.errors import ImageError, Stage
 from redact.io.codec import decode_image, encode_image
 from redact.manifest import ImageOutcome, RunInfo, Status, make_row
 from redact.records import ImageRecord
+from redact.renditions import Rendition, make_renditions, renditions_folder
 from redact.season.location import Location, LocationSource, cell_token, location_from_exif
 from redact.season.manual import ManualRegion, to_detections
 
@@ -69,6 +70,8 @@ class Redacted:
     mask: np.ndarray = field(repr=False)
     stage1: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     stage2: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    # The files made from ``data`` (config.renditions; empty when off), written before it.
+    renditions: tuple[Rendition, ...] = ()
 
 
 def blur_seed(secret: bytes, sha256_hex: str) -> int:
@@ -181,6 +184,16 @@ def redact_image(
         keep_metadata=config.output.keep_metadata,
     )
     t4 = time.perf_counter()
+    renditions: tuple[Rendition, ...] = ()
+    if config.renditions.enabled:  # from the published bytes only; ImageError quarantines
+        renditions = make_renditions(
+            data,
+            record.projection,
+            config.renditions,
+            renditions_folder(record.output_uri),
+            max_pixels=config.io.max_pixels,
+        )
+    t5 = time.perf_counter()
     location = catalog_location or location_from_exif(decoded)
     level = config.season.s2_level
     faces = int(np.count_nonzero(blurs & (kept.class_id == ObjectClass.FACE)))
@@ -193,6 +206,8 @@ def redact_image(
     )
     if rescorer is not None:
         timings["postprocess"] = rescore_s
+    if config.renditions.enabled:
+        timings["renditions"] = t5 - t4
     outcome = ImageOutcome(
         image_uri=record.uri,
         relative_path=record.relative_path,
@@ -219,6 +234,7 @@ def redact_image(
         manual_regions=[r.manifest_entry() for r in manual],
         stage1_scores=stage1.tolist(),
         stage2_scores=stage2.tolist(),
+        renditions=[r.manifest_entry() for r in renditions],
     )
     when = processed_at or datetime.datetime.now(datetime.timezone.utc)
     return Redacted(
@@ -232,4 +248,5 @@ def redact_image(
         mask=mask,
         stage1=stage1,
         stage2=stage2,
+        renditions=renditions,
     )

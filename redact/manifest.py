@@ -62,6 +62,26 @@ THRESHOLD_TYPE = pa.struct(
     ]
 )
 
+# One file made from the published copy (redact.renditions.Rendition.manifest_entry).
+RENDITION_TYPE = pa.struct(
+    [
+        # thumbnail | preview | equirect_tile | cube_face | cube_tile | viewer_config
+        ("kind", pa.string()),
+        ("uri", pa.string()),  # absolute, like output_uri
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("level", pa.int32()),  # null outside a pyramid; 0 = the one-tile level
+        ("level_width", pa.int32()),  # size of the level's whole image (or of the cube face)
+        ("level_height", pa.int32()),
+        ("face", pa.string()),  # "" or one of f r b l u d
+        ("x", pa.int32()),  # the item's pixel rectangle in its level image / face
+        ("y", pa.int32()),
+        ("w", pa.int32()),
+        ("h", pa.int32()),
+        ("sha256", pa.string()),
+    ]
+)
+
 SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
@@ -105,6 +125,10 @@ SCHEMA = pa.schema(
         ("n_manual", pa.int32()),
         # redact.core.PIXEL_VERSION of the code that produced the published copy
         ("pixel_version", pa.int32()),
+        # --- renditions (appended; docs/publishing.md): every file derived from the
+        # published copy (thumbnail, preview, tiles, cube faces, viewer.json); empty when
+        # renditions are off or the image was not published
+        ("renditions", pa.list_(RENDITION_TYPE)),
     ]
 )
 
@@ -156,6 +180,8 @@ class ImageOutcome:
     # stage 1 alone, the stage-1 score is ``detections.confidence`` (manual: none).
     stage1_scores: Sequence[float] | None = None
     stage2_scores: Sequence[float] | None = None
+    # RENDITION_TYPE entries of the files made from the published copy (redact.renditions)
+    renditions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _opt(v: float) -> float | None:
@@ -260,6 +286,7 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "manual_regions": list(o.manual_regions),
         "n_manual": sum(d is Decision.MANUAL for d in dec),
         "pixel_version": run.pixel_version,
+        "renditions": list(o.renditions) if o.status is Status.PUBLISHED else [],
     }
 
 

@@ -122,7 +122,7 @@ def rays_to_tile(
 
 
 def remap_maps(
-    tile: GnomonicTile, W: int, H: int
+    tile: GnomonicTile, W: int, H: int, rows: tuple[int, int] | None = None
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """``(map_x, map_y)``, each float32 ``(size, size)``, for :func:`cv2.remap` from a ``W x H``
     panorama (cv2 index coordinates: panorama pixel ``i`` has its centre at ``i``).
@@ -130,11 +130,16 @@ def remap_maps(
     ``map_x`` lies in ``[-0.5, W - 0.5)``: sampling across the seam relies on
     ``cv2.BORDER_WRAP`` (used by :func:`render_tile`). ``map_y`` is clamped to ``[0, H - 1]``
     so the rows next to the poles are replicated rather than wrapped.
+    ``rows``: ``(r0, r1)``, only tile rows ``r0 <= v < r1`` (maps of shape ``(r1 - r0, size)``;
+    a large view rendered in strips keeps its float64 rays small).
     """
     if W < 1 or H < 1:
         raise ValueError(f"panorama size must be positive, got W={W}, H={H}")
+    r0, r1 = (0, tile.size) if rows is None else rows
+    if not 0 <= r0 < r1 <= tile.size:
+        raise ValueError(f"rows must satisfy 0 <= r0 < r1 <= {tile.size}, got {rows}")
     centres = np.arange(tile.size, dtype=np.float64) + 0.5
-    rays = tile_rays(tile, centres[None, :], centres[:, None])
+    rays = tile_rays(tile, centres[None, :], centres[r0:r1, None])
     lon, lat = vec_to_lonlat(rays)
     x = wrap_x((lon + 180.0) * (W / 360.0), W)
     y = (90.0 - lat) * (H / 180.0)

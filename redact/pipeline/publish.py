@@ -5,8 +5,9 @@ and counts its raw candidates for the breaker. ``Publish`` runs only once the wh
 detection is complete (the breaker's state is its side input): it re-reads the original
 (checking its sha256 against the one the detector saw), calls :func:`redact.core.redact_image`
 (everything that can fail; with the stage-2 post-processor of ``config.postprocess``, loaded
-once per worker in ``setup``), writes the published copy atomically as the LAST step that can
-fail for the image, and only then writes the marker.
+once per worker in ``setup``), writes the renditions (each atomically), removes stale files from
+the renditions folder, writes the published copy atomically as the LAST step that can fail for
+the image, and only then writes the marker: a copy is never published without its renditions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from redact.classes import Decision, ObjectClass
@@ -29,6 +31,7 @@ from redact.manifest import RunInfo
 from redact.pipeline.breaker import BreakerState
 from redact.pipeline.job import NAMESPACE, JobSpec, failed_row, progress
 from redact.records import ImageRecord, TileFailure, TileResult
+from redact.renditions import Rendition, renditions_folder
 from redact.season.location import Location
 from redact.season.manual import ManualRegion, regions_hash
 from redact.season.markers import Marker, marker_uri, row_to_json, write_marker
@@ -200,7 +203,7 @@ class Publish(beam.DoFn):
                 secret=self._job.secret,
                 rescorer=rescorer,
             )
-            write_s = self._write(rec.output_uri, out.data)
+            write_s = self._write(rec.output_uri, out.data, out.renditions)
         except Exception as e:  # quarantine; nothing was published for this image
             self._failed.inc()
             progress(self._job).tick("failed")
@@ -213,9 +216,15 @@ class Publish(beam.DoFn):
             self._write_marker(rec, row, item.manual)
         yield row
 
-    def _write(self, uri: str, data: bytes) -> float:
+    def _write(self, uri: str, data: bytes, renditions: tuple[Rendition, ...] = ()) -> float:
+        """Renditions first, then stale renditions removed, then the copy itself."""
         cfg = self._job.config
         t0 = time.perf_counter()
+        for r in renditions:
+            write_atomic(
+                r.uri, r.data, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s
+            )
+        remove_stale_renditions(renditions_folder(uri), {r.uri for r in renditions})
         write_atomic(uri, data, retries=cfg.io.read_retries, backoff_s=cfg.io.retry_backoff_s)
         return time.perf_counter() - t0
 
@@ -271,6 +280,26 @@ class Publish(beam.DoFn):
         except Exception as e:  # see the docstring: re-done next run
             self._marker_failures.inc()
             _LOG.warning("published %s but could not write its marker: %s", rec.relative_path, e)
+
+
+def remove_stale_renditions(folder: str, keep: set[str]) -> int:
+    """Delete every file under ``folder`` that is not in ``keep`` (uris); returns how many.
+
+    Older runs' renditions (another tile size, an older, less blurred copy: a face found
+    since by a person) must not stay reachable next to the new ones. Runs also when renditions
+    are off (``keep`` empty): the folder of a copy re-published without renditions is emptied.
+    Raises ImageError (stage WRITE) when the folder cannot be listed or a file deleted.
+    """
+    try:
+        found = FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list
+        stale = sorted(m.path for m in found if m.path not in keep)
+        if stale:
+            FileSystems.delete(stale)
+    except Exception as e:  # the image is quarantined: stale tiles would stay reachable
+        raise ImageError(
+            "renditions_failed", f"cannot remove stale renditions in {folder}: {e}", Stage.WRITE
+        ) from e
+    return len(stale)
 
 
 def _with_infer_time(rec: ImageRecord, infer_s: float) -> ImageRecord:

@@ -16,11 +16,13 @@ from redact.io.storage import output_uri
 from redact.manifest import ImageOutcome, RunInfo, Status, make_row
 from redact.pipeline.job import NAMESPACE, JobSpec, now, progress
 from redact.pipeline.sources import Candidate
+from redact.renditions import renditions_folder
 from redact.season.markers import (
     fingerprint,
     marker_uri,
     read_marker,
     reattributed,
+    renditions_present,
     row_from_json,
     verdict,
     write_marker,
@@ -31,7 +33,8 @@ _LOG = logging.getLogger(__name__)
 
 class CheckMarker(beam.DoFn):
     """Skip candidates already published from the same source, models, config, manual regions
-    and pixel algorithm, whose published copy still exists.
+    and pixel algorithm, whose published copy (and, with renditions on, every rendition its
+    marker lists) still exists.
 
     Side input ``manual``: ``{image uri: regions_hash}`` of the manual regions table as this
     run reads it. Main output: the candidates to process. Tagged ``rows``: manifest rows
@@ -65,7 +68,14 @@ class CheckMarker(beam.DoFn):
             rel = self._job.input.relative(cand.uri)
             uri = marker_uri(self._job.markers, rel)
             marker = read_marker(uri)
-            exists = marker is not None and FileSystems.exists(output_uri(self._job.output, rel))
+            out = output_uri(self._job.output, rel)
+            exists = marker is not None and FileSystems.exists(out)
+            renditions = (
+                marker is None
+                or not exists
+                or not self._job.config.renditions.enabled
+                or renditions_present(marker, renditions_folder(out))
+            )
         except Exception as e:  # cannot tell: process the image (the safe direction)
             _LOG.warning("marker check of %s failed, processing it: %s", cand.uri, e)
             yield cand
@@ -80,6 +90,7 @@ class CheckMarker(beam.DoFn):
             output_exists=exists,
             force=self._job.force,
             run_id=self._job.run_id,
+            renditions_exist=renditions,
         )
         self._check_ms.update(int((time.perf_counter() - t0) * 1000))
         if not v.skip or marker is None:

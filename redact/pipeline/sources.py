@@ -33,6 +33,7 @@ from redact.io.inputs import (
     safe_text,
 )
 from redact.pipeline.job import NAMESPACE, JobSpec, progress
+from redact.renditions import RENDITIONS_SUFFIX
 from redact.season.location import CatalogEntry, Location, parse_catalog
 from redact.season.manual import regions_from_parquet, regions_hash, table_pattern
 from redact.season.markers import MARKER_SUFFIX
@@ -141,6 +142,7 @@ class Admit(beam.DoFn):
 
     def __init__(self, job: JobSpec) -> None:
         self._job = job
+        self._renditions = job.config.renditions.enabled
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
 
     def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[object]:
@@ -174,10 +176,19 @@ class Admit(beam.DoFn):
         except ValueError as e:
             return ImageError("name_outside_input", str(e), Stage.READ)
         # Room for the marker's ".json" suffix: a name whose marker cannot be written would be
-        # re-done by every run.
-        reason = check_relative_name(rel, max_component_bytes=NAME_MAX - len(MARKER_SUFFIX))
+        # re-done by every run (and for ".renditions", the folder of its renditions).
+        suffix = max(len(MARKER_SUFFIX), len(RENDITIONS_SUFFIX) if self._renditions else 0)
+        reason = check_relative_name(rel, max_component_bytes=NAME_MAX - suffix)
         if reason:
             return ImageError(reason, f"unsafe name {safe_text(rel)!r}: {_why(reason)}", Stage.READ)
+        if any(part.endswith(RENDITIONS_SUFFIX) for part in rel.split("/")):
+            # DST/<x>.renditions/ holds x's renditions (emptied of anything else on publication)
+            return ImageError(
+                "name_reserved",
+                f"unsafe name {safe_text(rel)!r}: a name ending in {RENDITIONS_SUFFIX!r} "
+                "is the folder of another image's renditions",
+                Stage.READ,
+            )
         return None
 
 

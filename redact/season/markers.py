@@ -103,6 +103,7 @@ class Verdict(enum.Enum):
     MANUAL_CHANGED = "manual_changed"
     CODE_CHANGED = "code_changed"
     OUTPUT_MISSING = "output_missing"
+    RENDITIONS_MISSING = "renditions_missing"  # a rendition listed in the marker's row is gone
     FORCED = "forced"
 
     @property
@@ -168,12 +169,14 @@ def verdict(
     output_exists: bool,
     force: bool = False,
     run_id: str = "",
+    renditions_exist: bool = True,
 ) -> Verdict:
     """Decide from a marker whether a file needs processing.
 
     ``manual`` is the regions_hash of the image's manual regions in the table now,
     ``pixel_version`` this code's :data:`redact.core.PIXEL_VERSION`, ``output_exists`` whether
-    the published copy is still there.
+    the published copy is still there, ``renditions_exist`` whether every rendition the
+    marker's row lists is (:func:`renditions_present`; True when renditions are off).
 
     With ``force`` everything is re-done except images this very run (``run_id``) already
     published: so a killed forced job (a reprocess) resumes when re-run with the same run id.
@@ -196,9 +199,21 @@ def verdict(
         return Verdict.CODE_CHANGED
     if not output_exists:
         return Verdict.OUTPUT_MISSING
+    if not renditions_exist:
+        return Verdict.RENDITIONS_MISSING
     if force and not (run_id and marker.run_id == run_id):
         return Verdict.FORCED
     return Verdict.CURRENT
+
+
+def renditions_present(marker: Marker, folder: str) -> bool:
+    """Whether every rendition the marker's row lists is still in ``folder`` (one listing, no
+    read). A marker whose row lists none (written without renditions) has none present."""
+    listed = {r["uri"] for r in marker.row.get("renditions") or ()}
+    if not listed:
+        return False
+    found = FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list
+    return listed <= {m.path for m in found}
 
 
 def read_marker(uri: str) -> Marker | None:
