@@ -132,10 +132,11 @@ def write_tree(root: Path, *, renditions: bool = True, reason: bool = True) -> L
     rends = []
     if renditions:
         rdir = dst / (PANO + ".renditions")
-        (rdir / "cube" / "1" / "f" / "0").mkdir(parents=True)
+        for i, face in enumerate("frblud"):
+            (rdir / "cube" / "1" / face / "0").mkdir(parents=True)
+            (rdir / "cube" / "1" / face / "0" / "0.jpg").write_bytes(_jpeg(64, 64, 5 + i))
         (rdir / "thumbnail.jpg").write_bytes(_jpeg(64, 128, 3))
         (rdir / "preview.jpg").write_bytes(_jpeg(128, 256, 4))
-        (rdir / "cube" / "1" / "f" / "0" / "0.jpg").write_bytes(_jpeg(64, 64, 5))
         (rdir / "viewer.json").write_text(
             json.dumps(
                 {
@@ -154,7 +155,7 @@ def write_tree(root: Path, *, renditions: bool = True, reason: bool = True) -> L
         for kind, name in (
             ("thumbnail", "thumbnail.jpg"),
             ("preview", "preview.jpg"),
-            ("cube_tile", "cube/1/f/0/0.jpg"),
+            *(("cube_tile", f"cube/1/{face}/0/0.jpg") for face in "frblud"),
             ("viewer_config", "viewer.json"),
         ):
             rends.append({"kind": kind, "uri": str(rdir / name), "width": 1, "height": 1})

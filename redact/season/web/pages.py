@@ -71,6 +71,7 @@ def _head(title: str, ctx: PageContext, *, viewer: bool) -> str:
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
         f"<title>{_e(title)}</title>{token}{''.join(links)}</head><body>{banner}"
     )
 

@@ -154,7 +154,9 @@
       .filter(function (h) { return h.pitch !== null; });
     viewer = window.pannellum.viewer("viewer", cfg);
     window.redactViewer = viewer;
-    viewer.on("load", function () { document.body.setAttribute("data-viewer", "loaded"); });
+    function loaded() { document.body.setAttribute("data-viewer", "loaded"); }
+    viewer.on("load", loaded);
+    if (viewer.isLoaded()) loaded();  // multires may finish inside the constructor
     viewer.on("error", function (e) { say("viewer: " + e, true); document.body.setAttribute("data-viewer", "error"); });
     if (data.viewer.redactNote) say(data.viewer.redactNote, true);
     var down = null;
