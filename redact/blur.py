@@ -1,26 +1,34 @@
 """Irreversible anonymisation of image regions.
 
 Each box is dilated (``BlurConfig.dilate`` of its size on every side, or its class's
-``class_dilate``; at least ``min_size_px``) and shaped per class (``BlurConfig.shapes``): the
-dilated box itself, or an ellipse centred on it whose semi-axes are the larger of the
-dilated half-size and ``sqrt(2)`` x the detected half-size, so the ellipse always covers the
-detected box's corners. Inside
-the shape the content is *destroyed*, not smoothed: it is pixelated to about ``cells`` cells
-across the short side (area average), each cell's brightness is shifted by random noise
-(``cell_noise_sigma``, the same shift on every channel: it survives JPEG re-encoding), the
-result is strongly blurred, overlaid with additive per-pixel noise (both noises from an
-unpredictable RNG) and re-quantised, so no deconvolution can bring detail back. A soft
+``class_dilate``, plus its strength's ``dilate_bonus``; at least ``min_size_px``) and shaped
+per class (``BlurConfig.shapes``): the dilated box itself, or an ellipse centred on it whose
+semi-axes are the larger of the dilated half-size and ``sqrt(2)`` x the detected half-size,
+so the ellipse always covers the detected box's corners. Inside the shape the content is
+*replaced* by one of three modes (``BlurConfig.mode`` per class, or per manual region), at a
+strength (``BlurConfig.strength``) whose parameters are the one table :data:`STRENGTHS`:
+
+* ``blur``: the region's window is area-averaged to about ``cells`` cells across the shape's
+  short side, and those cells are smoothed by a Gaussian of ``smooth`` cell widths and
+  upsampled: a smooth blob. No noise is added (no salt-and-pepper grain): the information
+  is destroyed by the averaging, which maps every face onto a few numbers.
+* ``pixelate``: the same area-averaged cells, upsampled with hard edges (a mosaic).
+* ``solid``: one colour, ``BlurConfig.solid_fill``: the mean of the pixels inside the shape,
+  or a fixed RGB triple.
+
+Every mode passes ``redact eval --strict`` at every strength (docs/evaluation.md). A soft
 edge is added only OUTSIDE the shape over ``feather_px`` pixels; every pixel inside is fully
 replaced and every pixel beyond the feather is bit-identical to the input.
 
 Work is done on each region's bounding window only (no full-image float copies). With
 ``wrap=True`` (equirectangular panoramas) windows wrap around x, so a region crossing the
-0/360° seam (``x2 > W`` or ``x1 < 0``) is blurred on both edges.
+0/360° seam (``x2 > W`` or ``x1 < 0``) is replaced on both edges.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -28,11 +36,57 @@ import numpy as np
 import numpy.typing as npt
 
 from redact.classes import ObjectClass
-from redact.config import BlurConfig, BlurShape
+from redact.config import BlurConfig, BlurMode, BlurShape, BlurStrength
 from redact.geometry.boxes import as_boxes
 
 _MID_CELL_PX = 8  # cell size (px) of the intermediate image the strong blur runs on
-_TRIANGULAR_STD = math.sqrt(2.0 * (256.0**2 - 1.0) / 12.0)
+
+
+@dataclass(frozen=True)
+class StrengthParams:
+    """What one (mode, strength) does.
+
+    Attributes:
+        cells: area-averaged cells across the shape's short side (blur, pixelate; unused by
+            solid). Fewer cells = less left of the face.
+        smooth: std-dev of the Gaussian smoothing the cells, in cell widths (blur only).
+        dilate_bonus: added to the class's ``dilate`` (share of the box size on every side).
+    """
+
+    cells: float
+    smooth: float
+    dilate_bonus: float
+
+
+# The ONE table of strengths (measured: docs/evaluation.md, scripts/blur_modes.py).
+STRENGTHS: dict[BlurMode, dict[BlurStrength, StrengthParams]] = {
+    BlurMode.BLUR: {
+        BlurStrength.LOW: StrengthParams(cells=6.0, smooth=0.6, dilate_bonus=0.0),
+        BlurStrength.MEDIUM: StrengthParams(cells=4.0, smooth=0.6, dilate_bonus=0.0),
+        BlurStrength.HIGH: StrengthParams(cells=3.0, smooth=0.75, dilate_bonus=0.1),
+    },
+    BlurMode.PIXELATE: {
+        BlurStrength.LOW: StrengthParams(cells=8.0, smooth=0.0, dilate_bonus=0.0),
+        BlurStrength.MEDIUM: StrengthParams(cells=6.0, smooth=0.0, dilate_bonus=0.0),
+        BlurStrength.HIGH: StrengthParams(cells=4.0, smooth=0.0, dilate_bonus=0.1),
+    },
+    BlurMode.SOLID: {
+        BlurStrength.LOW: StrengthParams(cells=1.0, smooth=0.0, dilate_bonus=0.0),
+        BlurStrength.MEDIUM: StrengthParams(cells=1.0, smooth=0.0, dilate_bonus=0.0),
+        BlurStrength.HIGH: StrengthParams(cells=1.0, smooth=0.0, dilate_bonus=0.1),
+    },
+}
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one region is anonymised: shape, total dilation, mode, strength parameters."""
+
+    shape: BlurShape
+    dilate: float
+    mode: BlurMode
+    params: StrengthParams
 
 
 @dataclass(frozen=True)
@@ -75,14 +129,14 @@ def region_size(
 def _region(
     box: npt.NDArray[np.float64],
     cfg: BlurConfig,
-    style: tuple[BlurShape, float],
+    style: _Style,
     height: int,
     width: int,
     wrap: bool,
 ) -> _Region | None:
     """Geometry of one region (``style``: shape and dilation); ``None`` if it lies entirely
     outside the image."""
-    shape, dilate = style
+    shape, dilate = style.shape, style.dilate
     x1, y1, x2, y2 = (float(v) for v in box)
     w, h = region_size(box, cfg, shape, dilate)
     cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
@@ -133,41 +187,67 @@ def _region(
     return _Region(y0, y1i, cols, alpha, min(w, h))
 
 
-def _destroy(
-    win: npt.NDArray[np.uint8], short_side: float, cfg: BlurConfig, rng: np.random.Generator
-) -> npt.NDArray[np.float32]:
-    """Replacement content (h, w, C) float32 for a window: pixelate, blur, add noise."""
+def _cells(win: npt.NDArray[np.uint8], short_side: float, cells: float) -> npt.NDArray[np.float32]:
+    """(nh, nw, C) float32 area averages of ``win`` (h, w, C), about ``cells`` across
+    ``short_side`` pixels (at least one cell)."""
     h, w, c = win.shape
-    cell = max(short_side / cfg.cells, 1.0)
+    cell = max(short_side / cells, 1.0)
     nw, nh = max(round(w / cell), 1), max(round(h / cell), 1)
     small = cv2.resize(win, (nw, nh), interpolation=cv2.INTER_AREA).reshape(nh, nw, c)
-    cells = small.astype(np.float32)
-    if cfg.cell_noise_sigma > 0:
-        # one shift per cell for all channels: brightness, not colour (no rainbow patches)
-        cells += _noise(rng, (nh, nw, 1), cfg.cell_noise_sigma)
-        np.clip(cells, 0.0, 255.0, out=cells)
+    return small.astype(np.float32)
+
+
+def _fill_blur(
+    win: npt.NDArray[np.uint8], short_side: float, p: StrengthParams
+) -> npt.NDArray[np.float32]:
+    """Blur mode (h, w, C) float32: area-averaged cells, smoothed, upsampled, re-quantised."""
+    h, w, c = win.shape
+    cells = _cells(win, short_side, p.cells)
     grid = np.repeat(np.repeat(cells, _MID_CELL_PX, axis=0), _MID_CELL_PX, axis=1)
     mid = cv2.GaussianBlur(
-        grid, (0, 0), sigmaX=_MID_CELL_PX / 2.0, borderType=cv2.BORDER_REPLICATE
+        grid, (0, 0), sigmaX=_MID_CELL_PX * p.smooth, borderType=cv2.BORDER_REPLICATE
     ).reshape(grid.shape)
     up = cv2.resize(mid, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, c)
     new = np.asarray(up, dtype=np.float32)  # already float32: no copy
-    if cfg.noise_sigma > 0:
-        new += _noise(rng, (h, w, c), cfg.noise_sigma)
-    return np.rint(new, out=new)  # re-quantise before compositing
+    return np.rint(new, out=new)
 
 
-def _noise(
-    rng: np.random.Generator, shape: tuple[int, int, int], sigma: float
+def _fill_pixelate(
+    win: npt.NDArray[np.uint8], short_side: float, p: StrengthParams
 ) -> npt.NDArray[np.float32]:
-    """Zero-mean triangular noise of standard deviation ``sigma`` (8-bit levels).
+    """Pixelate mode (h, w, C) float32: hard-edged mosaic of area-averaged cells."""
+    h, w, c = win.shape
+    cells = np.rint(_cells(win, short_side, p.cells))
+    up = cv2.resize(cells, (w, h), interpolation=cv2.INTER_NEAREST).reshape(h, w, c)
+    return np.asarray(up, dtype=np.float32)
 
-    Difference of two uniform random bytes: ~10x cheaper than Gaussian sampling.
-    """
-    n = int(np.prod(shape))
-    u = np.frombuffer(rng.bytes(2 * n), dtype=np.uint8).reshape(2, *shape)
-    diff = u[0].astype(np.float32) - u[1].astype(np.float32)  # std sqrt(2 * (256**2 - 1) / 12)
-    return diff * np.float32(sigma / _TRIANGULAR_STD)
+
+def _fill_solid(
+    win: npt.NDArray[np.uint8], inside: npt.NDArray[np.bool_], fill: str | tuple[int, ...]
+) -> npt.NDArray[np.float32]:
+    """Solid mode (h, w, C) float32: one colour, the rounded mean of the ``inside`` pixels
+    ((h, w) bool) or the RGB ``fill`` (luma on grey channels; alpha keeps its mean)."""
+    h, w, c = win.shape
+    pix = win[inside] if inside.any() else win.reshape(-1, c)
+    colour = np.rint(pix.reshape(-1, c).astype(np.float64).mean(axis=0))
+    if not isinstance(fill, str):
+        rgb = np.asarray(fill, np.float64)
+        if c >= 3:
+            colour[:3] = rgb
+        else:
+            colour[0] = round(float(np.dot(rgb, _LUMA)))
+    return np.broadcast_to(colour.astype(np.float32), (h, w, c))
+
+
+def _replacement(
+    win: npt.NDArray[np.uint8], reg: _Region, style: _Style, cfg: BlurConfig
+) -> npt.NDArray[np.float32]:
+    """Replacement content (h, w, C) float32, integer-valued, of one region's window."""
+    if style.mode is BlurMode.PIXELATE:
+        return _fill_pixelate(win, reg.short_side, style.params)
+    if style.mode is BlurMode.SOLID:
+        return _fill_solid(win, reg.alpha >= 1.0, cfg.solid_fill)
+    return _fill_blur(win, reg.short_side, style.params)
 
 
 def _as_image(pixels: npt.ArrayLike) -> npt.NDArray[np.uint8]:
@@ -181,17 +261,44 @@ def _as_image(pixels: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     return img
 
 
+def _per_box(
+    values: Sequence[str | BlurMode | BlurStrength] | None, n: int, name: str
+) -> list[str | BlurMode | BlurStrength] | None:
+    if values is None:
+        return None
+    out = list(values)
+    if len(out) != n:
+        raise ValueError(f"{name} has {len(out)} entries but boxes has {n}")
+    return out
+
+
 def _styles(
-    n: int, classes: npt.ArrayLike | None, cfg: BlurConfig
-) -> list[tuple[BlurShape, float]]:
-    """(shape, dilation) of each of ``n`` boxes, from their classes (faces when ``None``)."""
+    n: int,
+    classes: npt.ArrayLike | None,
+    cfg: BlurConfig,
+    modes: Sequence[str | BlurMode] | None = None,
+    strengths: Sequence[str | BlurStrength] | None = None,
+) -> list[_Style]:
+    """The style of each of ``n`` boxes, from their classes (faces when ``None``); ``modes``
+    and ``strengths`` (one per box: enum or its value, "" or None = the class's) override
+    the class's."""
     if classes is None:
-        face = int(ObjectClass.FACE)
-        return [(cfg.shape_for(face), cfg.dilate_for(face))] * n
-    cls = np.asarray(classes).reshape(-1)
-    if cls.shape[0] != n:
-        raise ValueError(f"classes has {cls.shape[0]} entries but boxes has {n}")
-    return [(cfg.shape_for(int(c)), cfg.dilate_for(int(c))) for c in cls]
+        cls = np.full(n, int(ObjectClass.FACE))
+    else:
+        cls = np.asarray(classes).reshape(-1)
+        if cls.shape[0] != n:
+            raise ValueError(f"classes has {cls.shape[0]} entries but boxes has {n}")
+    per_mode = _per_box(modes, n, "modes")
+    per_strength = _per_box(strengths, n, "strengths")
+    out = []
+    for i, c in enumerate(int(v) for v in cls):
+        m = per_mode[i] if per_mode is not None else None
+        st = per_strength[i] if per_strength is not None else None
+        mode = BlurMode(m) if m else cfg.mode_for(c)
+        strength = BlurStrength(st) if st else cfg.strength_for(c)
+        params = STRENGTHS[mode][strength]
+        out.append(_Style(cfg.shape_for(c), cfg.dilate_for(c) + params.dilate_bonus, mode, params))
+    return out
 
 
 def blur_mask(
@@ -201,12 +308,15 @@ def blur_mask(
     *,
     wrap: bool,
     classes: npt.ArrayLike | None = None,
+    modes: Sequence[str | BlurMode] | None = None,
+    strengths: Sequence[str | BlurStrength] | None = None,
 ) -> npt.NDArray[np.bool_]:
     """(H, W) bool mask of the pixels :func:`blur_regions` changes (shape + feather)."""
     height, width = int(shape[0]), int(shape[1])
     mask = np.zeros((height, width), dtype=bool)
     arr = _validate_boxes(boxes)
-    for box, style in zip(arr, _styles(len(arr), classes, cfg), strict=True):
+    styles = _styles(len(arr), classes, cfg, modes, strengths)
+    for box, style in zip(arr, styles, strict=True):
         reg = _region(box, cfg, style, height, width, wrap)
         if reg is not None:
             mask[reg.y0 : reg.y1, reg.cols] |= reg.alpha > 0
@@ -220,6 +330,8 @@ def blur_regions(
     *,
     wrap: bool,
     classes: npt.ArrayLike | None = None,
+    modes: Sequence[str | BlurMode] | None = None,
+    strengths: Sequence[str | BlurStrength] | None = None,
     rng: np.random.Generator | None = None,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     """Irreversibly anonymise ``boxes`` in an image.
@@ -229,29 +341,35 @@ def blur_regions(
         boxes: (N, 4) xyxy in pixels. With ``wrap`` boxes may be unwrapped (``x2 > W``).
         cfg: blur settings.
         wrap: the image is an equirectangular panorama: regions wrap around in x.
-        classes: (N,) ObjectClass values choosing each box's shape and dilation
-            (``cfg.shapes``, ``cfg.class_dilate``);
+        classes: (N,) ObjectClass values choosing each box's shape, dilation, mode and
+            strength (``cfg.shapes``, ``cfg.class_dilate``, ``cfg.mode``, ``cfg.strength``);
             ``None`` treats every box as a face.
-        rng: noise source; default ``np.random.default_rng()`` seeded from OS entropy.
+        modes, strengths: (N,) per-box overrides of the class's mode / strength (enum or
+            its value; "" or None = the class's), e.g. a manual region's.
+        rng: unused (the modes are deterministic: no noise); accepted for older callers.
 
     Returns:
         ``(out, mask)``: a new image of the input's shape, and the (H, W) bool mask of the
         pixels that were replaced or feathered. Pixels outside the mask equal the input.
+
+    Raises:
+        ValueError: bad pixels, or ``classes``/``modes``/``strengths`` of the wrong length or
+            with an unknown value.
     """
+    del rng
     src = np.asarray(pixels)
     img = _as_image(src)
     height, width = img.shape[:2]
     out = img.copy()
     mask = np.zeros((height, width), dtype=bool)
-    if rng is None:
-        rng = np.random.default_rng()
     arr = _validate_boxes(boxes)
-    for box, style in zip(arr, _styles(len(arr), classes, cfg), strict=True):
+    styles = _styles(len(arr), classes, cfg, modes, strengths)
+    for box, style in zip(arr, styles, strict=True):
         reg = _region(box, cfg, style, height, width, wrap)
         if reg is None:
             continue
         win = out[reg.y0 : reg.y1, reg.cols]
-        new = _destroy(np.ascontiguousarray(win), reg.short_side, cfg, rng)
+        new = _replacement(np.ascontiguousarray(win), reg, style, cfg)
         base = win.astype(np.float32)
         comp = base + reg.alpha[:, :, None] * (new - base)
         out[reg.y0 : reg.y1, reg.cols] = np.clip(np.rint(comp), 0, 255).astype(np.uint8)

@@ -41,6 +41,17 @@ class Decision(enum.Enum):
         return self is not Decision.DROPPED
 
 
+class Reason(enum.Enum):
+    """Why a candidate got its decision (the manifest's ``reason``; with a post-processor
+    the score compared is the final one)."""
+
+    ABOVE_BLUR = "above_blur"  # score >= the class's blur threshold: blurred
+    REVIEW_BAND = "review_band"  # review <= score < blur: blurred and queued for review
+    BELOW_REVIEW = "below_review"  # floor <= score < review: recorded, not blurred
+    SIZE_PRIOR = "size_prior"  # a giant box below giant_min_score: dropped
+    MANUAL_REGION = "manual_region"  # a region reported by a person: blurred
+
+
 class Projection(enum.Enum):
     """How an input image maps to directions."""
 

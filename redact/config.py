@@ -39,6 +39,22 @@ class BlurShape(enum.Enum):
     BOX = "box"
 
 
+class BlurMode(enum.Enum):
+    """How a region's content is replaced (:mod:`redact.blur`)."""
+
+    BLUR = "blur"  # area-average to a few cells, then a strong smooth blur
+    PIXELATE = "pixelate"  # hard-edged mosaic of area-averaged cells
+    SOLID = "solid"  # one colour: ``BlurConfig.solid_fill``
+
+
+class BlurStrength(enum.Enum):
+    """Strength of a mode; the measured parameters: ``redact.blur.STRENGTHS``."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One detector of the (union) ensemble.
@@ -190,6 +206,14 @@ def _default_shapes() -> dict[ObjectClass, BlurShape]:
     return {ObjectClass.FACE: BlurShape.ELLIPSE, ObjectClass.LICENSE_PLATE: BlurShape.BOX}
 
 
+def _default_modes() -> dict[ObjectClass, BlurMode]:
+    return {c: BlurMode.BLUR for c in ObjectClass}
+
+
+def _default_strengths() -> dict[ObjectClass, BlurStrength]:
+    return {c: BlurStrength.MEDIUM for c in ObjectClass}
+
+
 @dataclass(frozen=True)
 class BlurConfig:
     """Irreversible anonymisation of a region (see :mod:`redact.blur`)."""
@@ -203,12 +227,22 @@ class BlurConfig:
     class_dilate: Mapping[ObjectClass, float] = field(default_factory=dict)
     min_size_px: int = 8  # regions are at least this many pixels wide and tall
     feather_px: int = 3  # soft edge *outside* the dilated region; inside is fully destroyed
-    cells: int = 4  # pixelate the region to about this many cells across its short side
-    noise_sigma: float = 20.0  # std-dev of additive per-pixel noise, in 8-bit levels
-    # std-dev of noise added to each pixelation cell's brightness (8-bit levels): per-pixel noise
-    # is largely removed by JPEG re-encoding, cell-scale noise survives it and scrambles the
-    # coarse layout (dark eyes/hair) that face embeddings still match (docs/evaluation.md)
-    cell_noise_sigma: float = 40.0
+    # Per class (a class not listed gets BLUR; YAML also takes one value for every class) and
+    # per manual region (its ``mode`` column). Every mode passes `redact eval --strict`
+    # (docs/evaluation.md).
+    mode: Mapping[ObjectClass, BlurMode] = field(default_factory=_default_modes)
+    # Per class (a class not listed gets MEDIUM; one value for every class accepted): maps to
+    # the measured parameters of ``redact.blur.STRENGTHS`` (cells, smoothing, extra margin).
+    strength: Mapping[ObjectClass, BlurStrength] = field(default_factory=_default_strengths)
+    # Colour of the SOLID mode: "mean" (of the pixels inside the shape) or an RGB triple 0-255.
+    solid_fill: str | tuple[int, ...] = "mean"
+
+    # Keys of older configs, rejected with the reason (ConfigError names the key).
+    _removed_keys: typing.ClassVar[Mapping[str, str]] = {
+        k: "removed: the blur adds no noise any more; set blur.strength (low|medium|high, "
+        "measured in docs/evaluation.md) instead"
+        for k in ("cells", "noise_sigma", "cell_noise_sigma")
+    }
 
     def _validate(self, where: str) -> None:
         _range(f"{where}.dilate", self.dilate, 0.0, 2.0)
@@ -216,9 +250,30 @@ class BlurConfig:
             _range(f"{where}.class_dilate.{c.label}", d, 0.0, 2.0)
         _range(f"{where}.min_size_px", self.min_size_px, 1, 4096)
         _range(f"{where}.feather_px", self.feather_px, 0, 256)
-        _range(f"{where}.cells", self.cells, 1, 64)
-        _range(f"{where}.noise_sigma", self.noise_sigma, 0.0, 128.0)
-        _range(f"{where}.cell_noise_sigma", self.cell_noise_sigma, 0.0, 128.0)
+        fill = self.solid_fill
+        if isinstance(fill, str):
+            if fill != "mean":
+                raise ConfigError(
+                    f"{where}.solid_fill: {fill!r} must be 'mean' or an RGB triple [r, g, b]"
+                )
+        elif len(fill) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in fill):
+            raise ConfigError(
+                f"{where}.solid_fill: {list(fill)!r} must be 'mean' or three integers in 0-255"
+            )
+
+    def mode_for(self, class_id: int) -> BlurMode:
+        """The mode of one ObjectClass value (BLUR for a class not configured)."""
+        try:
+            return self.mode.get(ObjectClass(int(class_id)), BlurMode.BLUR)
+        except ValueError:
+            return BlurMode.BLUR
+
+    def strength_for(self, class_id: int) -> BlurStrength:
+        """The strength of one ObjectClass value (MEDIUM for a class not configured)."""
+        try:
+            return self.strength.get(ObjectClass(int(class_id)), BlurStrength.MEDIUM)
+        except ValueError:
+            return BlurStrength.MEDIUM
 
     def dilate_for(self, class_id: int) -> float:
         """The dilation of one ObjectClass value (``dilate`` for a class not listed)."""
@@ -480,11 +535,27 @@ def _plain_defaults() -> dict[str, Any]:
 
 # Mappings keyed by object class: their keys are canonicalised ("plate" -> "license_plate")
 # before merging, so that an alias overrides the default entry instead of sitting beside it.
-_CLASS_KEYED = (("thresholds",), ("blur", "shapes"), ("blur", "class_dilate"))
+_CLASS_KEYED = (
+    ("thresholds",),
+    ("blur", "shapes"),
+    ("blur", "class_dilate"),
+    ("blur", "mode"),
+    ("blur", "strength"),
+)
+# Per-class keys that also take one value for every class (``blur: {mode: pixelate}``).
+_ONE_FOR_ALL = ("mode", "strength")
 
 
 def _canonical_classes(data: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(data)
+    blur = out.get("blur")
+    if isinstance(blur, Mapping) and any(
+        k in blur and isinstance(blur[k], str) for k in _ONE_FOR_ALL
+    ):
+        out["blur"] = {
+            k: {c.label: v for c in ObjectClass} if k in _ONE_FOR_ALL and isinstance(v, str) else v
+            for k, v in blur.items()
+        }
     for path in _CLASS_KEYED:
         parent: Any = out
         for key in path[:-1]:
@@ -556,12 +627,22 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _build(inner[0], value, where)
+        for alt in inner[:-1]:  # the first alternative that takes the value, else the last's error
+            try:
+                return _build(alt, value, where)
+            except ConfigError:
+                continue
+        return _build(inner[-1], value, where)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{label}: expected a mapping, got {type(value).__name__}")
         hints = typing.get_type_hints(tp)
         names = {f.name for f in dataclasses.fields(tp)}
+        removed: Mapping[str, str] = getattr(tp, "_removed_keys", {})
+        gone = sorted(set(value) & set(removed))
+        if gone:
+            k = gone[0]
+            raise ConfigError(f"{where}.{k}: {removed[k]}" if where else f"{k}: {removed[k]}")
         unknown = sorted(set(value) - names)
         if unknown:
             raise ConfigError(f"{label}: unknown key(s) {unknown} (known: {sorted(names)})")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from redact.blur import blur_regions
-from redact.classes import Decision, ObjectClass, Projection
+from redact.classes import Decision, ObjectClass, Projection, Reason
 from redact.config import RedactConfig
 from redact.decision import select_candidates
 from redact.detections import Detections
@@ -34,12 +34,12 @@ from redact.manifest import ImageOutcome, RunInfo, Status, make_row
 from redact.records import ImageRecord
 from redact.renditions import Rendition, make_renditions, renditions_folder
 from redact.season.location import Location, LocationSource, cell_token, location_from_exif
-from redact.season.manual import ManualRegion, to_detections
+from redact.season.manual import ManualRegion, in_image, to_detections
 
 if TYPE_CHECKING:
     from redact.postprocess import Rescorer
 
-PIXEL_VERSION = 3
+PIXEL_VERSION = 4  # 4: blur modes and strengths, no noise (redact.blur.STRENGTHS)
 """Version of the pixel algorithm (merge, decide, blur, encode): bumped by any change to them."""
 
 
@@ -58,6 +58,9 @@ class Redacted:
         mask: (H, W) bool, the pixels that were replaced or feathered (upright).
         stage1, stage2: (N,) float32 per row detection, the detector's and the
             post-processor's score (NaN = none: manual regions, no post-processor, giants).
+        reasons: one per row detection, why it got its decision.
+        modes, strengths: one per row detection, the blur mode / strength values it was
+            blurred with ("" when not blurred).
     """
 
     data: bytes
@@ -70,6 +73,9 @@ class Redacted:
     mask: np.ndarray = field(repr=False)
     stage1: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     stage2: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    reasons: tuple[Reason, ...] = ()
+    modes: tuple[str, ...] = ()
+    strengths: tuple[str, ...] = ()
     # The files made from ``data`` (config.renditions; empty when off), written before it.
     renditions: tuple[Rendition, ...] = ()
 
@@ -162,11 +168,26 @@ def redact_image(
     pinned = to_detections(manual, record.width, record.height, wrap=wrap)
     kept = Detections.merge([found, pinned])
     decisions = (*found_decisions, *([Decision.MANUAL] * len(pinned)))
+    reasons = (*selection.reasons, *([Reason.MANUAL_REGION] * len(pinned)))
+    bc = config.blur
+    styles = [(bc.mode_for(c).value, bc.strength_for(c).value) for c in found.class_id]
+    applied = {
+        r.region_id: (
+            r.mode or bc.mode_for(r.cls).value,
+            r.strength or bc.strength_for(r.cls).value,
+        )
+        for r in manual
+    }
+    styles += [
+        applied[r.region_id] for r in in_image(manual, record.width, record.height, wrap=wrap)
+    ]
     nan = np.full(len(pinned), np.nan, np.float32)
     stage1 = np.concatenate([selection.stage1, nan]).astype(np.float32)
     stage2 = np.concatenate([selection.stage2, nan]).astype(np.float32)
     blurs = np.array([d.blurs for d in decisions], dtype=bool)
     to_blur = kept[blurs] if len(kept) else kept
+    modes = tuple(m if b else "" for (m, _), b in zip(styles, blurs, strict=True))
+    strengths = tuple(st if b else "" for (_, st), b in zip(styles, blurs, strict=True))
     t2 = time.perf_counter()
     pixels, mask = blur_regions(
         decoded.pixels,
@@ -174,6 +195,8 @@ def redact_image(
         config.blur,
         wrap=wrap,
         classes=to_blur.class_id,
+        modes=[m for m in modes if m],
+        strengths=[st for st in strengths if st],
         rng=np.random.default_rng(blur_seed(secret, sha)),
     )
     t3 = time.perf_counter()
@@ -231,9 +254,12 @@ def redact_image(
         location_source=(location.source if location else LocationSource.NONE).value,
         s2_cell=cell_token(location.latitude, location.longitude, level) if location else "",
         s2_level=level if location else None,
-        manual_regions=[r.manifest_entry() for r in manual],
+        manual_regions=[r.manifest_entry(applied[r.region_id]) for r in manual],
         stage1_scores=stage1.tolist(),
         stage2_scores=stage2.tolist(),
+        reasons=reasons,
+        modes=modes,
+        strengths=strengths,
         renditions=[r.manifest_entry() for r in renditions],
     )
     when = processed_at or datetime.datetime.now(datetime.timezone.utc)
@@ -248,5 +274,8 @@ def redact_image(
         mask=mask,
         stage1=stage1,
         stage2=stage2,
+        reasons=reasons,
+        modes=modes,
+        strengths=strengths,
         renditions=renditions,
     )

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from redact.classes import Decision, ObjectClass
+from redact.classes import Decision, ObjectClass, Reason
 from redact.config import ClassThresholds, RedactConfig
 from redact.detections import Detections
 from redact.errors import ImageError, Stage
@@ -40,9 +40,9 @@ def _decide(
     thresholds: Mapping[ObjectClass, ClassThresholds],
     image_height: float | None,
     floor_scores: npt.NDArray[np.float32] | None,
-) -> tuple[npt.NDArray[np.bool_], list[Decision]]:
-    """(N,) kept mask (``floor_scores``, default the confidence, >= the class floor) and one
-    decision per kept detection, from its confidence (see :func:`decide`)."""
+) -> tuple[npt.NDArray[np.bool_], list[Decision], list[Reason]]:
+    """(N,) kept mask (``floor_scores``, default the confidence, >= the class floor), one
+    decision and one reason per kept detection, from its confidence (see :func:`decide`)."""
     n = len(dets)
     blur = np.zeros(n, np.float32)  # unknown classes cannot come from a validated config:
     review = np.zeros(n, np.float32)  # keep them blurred rather than lose them
@@ -58,17 +58,26 @@ def _decide(
         if image_height is not None
         else np.zeros(len(kept), bool)
     )
-    decisions = [
-        Decision.DROPPED
+    reasons = [
+        Reason.SIZE_PRIOR
         if g
-        else Decision.BLUR
+        else Reason.ABOVE_BLUR
         if sb
-        else Decision.REVIEW
+        else Reason.REVIEW_BAND
         if sr
-        else Decision.DROPPED
+        else Reason.BELOW_REVIEW
         for g, sb, sr in zip(giant, s >= blur[keep], s >= review[keep], strict=True)
     ]
-    return np.asarray(keep, bool), decisions
+    return np.asarray(keep, bool), [_DECISION_OF[r] for r in reasons], reasons
+
+
+_DECISION_OF = {
+    Reason.SIZE_PRIOR: Decision.DROPPED,
+    Reason.ABOVE_BLUR: Decision.BLUR,
+    Reason.REVIEW_BAND: Decision.REVIEW,
+    Reason.BELOW_REVIEW: Decision.DROPPED,
+    Reason.MANUAL_REGION: Decision.MANUAL,
+}
 
 
 def decide(
@@ -84,8 +93,18 @@ def decide(
     ``image_height`` (pixels), a box scoring below ``giant_min_score`` and taller than
     ``review_max_height`` x ``image_height`` is ``DROPPED`` too (:func:`giant_mask`).
     """
-    keep, decisions = _decide(dets, thresholds, image_height, None)
+    keep, decisions, _ = _decide(dets, thresholds, image_height, None)
     return dets[keep], decisions
+
+
+def decide_with_reasons(
+    dets: Detections,
+    thresholds: Mapping[ObjectClass, ClassThresholds],
+    image_height: float | None = None,
+) -> tuple[Detections, list[Decision], list[Reason]]:
+    """:func:`decide` with the reason of each decision."""
+    keep, decisions, reasons = _decide(dets, thresholds, image_height, None)
+    return dets[keep], decisions, reasons
 
 
 Rescore = Callable[[Detections], tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]
@@ -104,12 +123,14 @@ class Selection:
         stage1: (N,) float32 the detector's (merged) score.
         stage2: (N,) float32 the post-processor's score; NaN where stage 2 did not score the
             candidate (no post-processor, or a giant the size prior dropped).
+        reasons: one per detection, why it got its decision (empty: not recorded).
     """
 
     detections: Detections
     decisions: list[Decision]
     stage1: npt.NDArray[np.float32]
     stage2: npt.NDArray[np.float32]
+    reasons: list[Reason] = field(default_factory=list)
 
 
 def _checked(scores: npt.ArrayLike, n: int, what: str) -> npt.NDArray[np.float32]:
@@ -130,20 +151,24 @@ def _stage(
     rescore: Rescore | None,
 ) -> Selection:
     """Floor on the stage-1 score, then stage 2 (if any), then the thresholds."""
-    keep, _ = _decide(merged, thresholds, None, None)
+    keep, _, _ = _decide(merged, thresholds, None, None)
     cands = merged[keep]
     s1 = cands.confidence.copy()
     if rescore is None or not len(cands):
-        decided, decisions = _decide(cands, thresholds, None, None)
+        decided, decisions, reasons = _decide(cands, thresholds, None, None)
         return Selection(
-            cands[decided], decisions, s1[decided], np.full(len(s1), np.nan, np.float32)[decided]
+            cands[decided],
+            decisions,
+            s1[decided],
+            np.full(len(s1), np.nan, np.float32)[decided],
+            reasons,
         )
     raw2, raw_final = rescore(cands)
     s2 = _checked(raw2, len(cands), "stage-2")
     final = _checked(raw_final, len(cands), "final")
     scored = Detections(cands.xyxy, final, cands.class_id, cands.source)
-    decided, decisions = _decide(scored, thresholds, None, s1)
-    return Selection(scored[decided], decisions, s1[decided], s2[decided])
+    decided, decisions, reasons = _decide(scored, thresholds, None, s1)
+    return Selection(scored[decided], decisions, s1[decided], s2[decided], reasons)
 
 
 def select_candidates(
@@ -177,7 +202,7 @@ def select_candidates(
     # themselves and recorded as dropped candidates.
     giant = giant_mask(raw, config.thresholds, float(height))
     kept = _stage(merge_detections(raw[~giant], config.merge, period), config.thresholds, rescore)
-    giants, giant_decisions = decide(
+    giants, giant_decisions, giant_reasons = decide_with_reasons(
         merge_detections(raw[giant], config.merge, period), config.thresholds, float(height)
     )
     return Selection(
@@ -185,6 +210,7 @@ def select_candidates(
         kept.decisions + giant_decisions,
         np.concatenate([kept.stage1, giants.confidence]).astype(np.float32),
         np.concatenate([kept.stage2, np.full(len(giants), np.nan, np.float32)]),
+        kept.reasons + giant_reasons,
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from redact.classes import Decision, ObjectClass
+from redact.classes import Decision, ObjectClass, Reason
 from redact.detections import Detections
 from redact.season.manual import MANIFEST_REGION_TYPE
 
@@ -43,6 +43,13 @@ DETECTION_TYPE = pa.struct(
         # not score the candidate (no post-processor; a giant of the size prior).
         ("stage1_score", pa.float32()),
         ("stage2_score", pa.float32()),
+        # appended (anonymisation modes, reasons): why the candidate got its decision
+        # (redact.classes.Reason value), and the mode ("blur" | "pixelate" | "solid") and
+        # strength ("low" | "medium" | "high") it was blurred with ("" when not blurred).
+        # Null in manifests written before them.
+        ("reason", pa.string()),
+        ("mode", pa.string()),
+        ("strength", pa.string()),
     ]
 )
 MODEL_TYPE = pa.struct(
@@ -180,6 +187,11 @@ class ImageOutcome:
     # stage 1 alone, the stage-1 score is ``detections.confidence`` (manual: none).
     stage1_scores: Sequence[float] | None = None
     stage2_scores: Sequence[float] | None = None
+    # (N,) per detection: why (redact.classes.Reason), and the blur mode / strength values
+    # ("" = not blurred). None: not recorded (the fields are null).
+    reasons: Sequence[Reason] | None = None
+    modes: Sequence[str] | None = None
+    strengths: Sequence[str] | None = None
     # RENDITION_TYPE entries of the files made from the published copy (redact.renditions)
     renditions: list[dict[str, Any]] = field(default_factory=list)
 
@@ -195,17 +207,27 @@ def detection_records(
     model_names: Sequence[str],
     stage1: Sequence[float] | None = None,
     stage2: Sequence[float] | None = None,
+    reasons: Sequence[Reason] | None = None,
+    modes: Sequence[str] | None = None,
+    strengths: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Manifest ``detections`` entries (panorama pixel boxes; unwrapped across the seam).
 
     ``stage1`` / ``stage2``: (N,) per-stage scores (NaN = none); by default the stage-1 score
     is the detection's score (stage 1 alone) and there is no stage-2 score. Manual regions
-    have neither.
+    have neither. ``reasons``, ``modes``, ``strengths``: (N,) each, or None (null fields).
     """
     n = len(dets)
-    for name, arr in (("stage1", stage1), ("stage2", stage2)):
+    for name, arr in (
+        ("stage1", stage1),
+        ("stage2", stage2),
+        ("reasons", reasons),
+        ("modes", modes),
+        ("strengths", strengths),
+    ):
         if arr is not None and len(arr) != n:
-            raise ValueError(f"{name} has {len(arr)} scores for {n} detections")
+            what = "scores" if name.startswith("stage") else "entries"
+            raise ValueError(f"{name} has {len(arr)} {what} for {n} detections")
     out = []
     for i in range(n):
         x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
@@ -231,6 +253,9 @@ def detection_records(
                 else "",
                 "stage1_score": s1,
                 "stage2_score": s2,
+                "reason": reasons[i].value if reasons is not None else None,
+                "mode": modes[i] if modes is not None else None,
+                "strength": strengths[i] if strengths is not None else None,
             }
         )
     return out
@@ -261,7 +286,16 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "models": run.models,
         "config_hash": run.config_hash,
         "thresholds": run.thresholds,
-        "detections": detection_records(o.detections, dec, names, o.stage1_scores, o.stage2_scores),
+        "detections": detection_records(
+            o.detections,
+            dec,
+            names,
+            o.stage1_scores,
+            o.stage2_scores,
+            o.reasons,
+            o.modes,
+            o.strengths,
+        ),
         "n_blurred": sum(blurred),
         "n_review": sum(d is Decision.REVIEW for d in dec),
         "n_dropped": sum(d is Decision.DROPPED for d in dec),

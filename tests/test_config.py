@@ -25,7 +25,16 @@ def test_defaults_and_enums_parse():
             "floor <= review <= blur",
         ),
         ({"thresholds": {"dog": {}, "face": {}, "plate": {}}}, "unknown object class 'dog'"),
-        ({"blur": {"cells": "four"}}, "blur.cells: expected an integer"),
+        ({"blur": {"cells": 4}}, "blur.cells: removed"),
+        ({"blur": {"noise_sigma": 20.0}}, "blur.noise_sigma: removed"),
+        ({"blur": {"cell_noise_sigma": 40.0}}, "set blur.strength"),
+        ({"blur": {"mode": {"face": "smudge"}}}, "blur.mode.face: 'smudge' is not one of"),
+        ({"blur": {"mode": "smudge"}}, "blur.mode.face: 'smudge' is not one of"),
+        ({"blur": {"strength": {"dog": "high"}}}, "unknown object class 'dog'"),
+        ({"blur": {"strength": "extreme"}}, "is not one of: low, medium, high"),
+        ({"blur": {"solid_fill": "red"}}, "blur.solid_fill: 'red' must be 'mean'"),
+        ({"blur": {"solid_fill": [1, 2]}}, "blur.solid_fill: [1, 2] must be"),
+        ({"blur": {"solid_fill": [1, 2, 300]}}, "blur.solid_fill"),
         ({"output": {"keep_metadata": "yes"}}, "expected true/false"),
         ({"models": []}, "at least one detector"),
         ({"models": [{"path": "x.onnx"}]}, "needs 'classes'"),
@@ -45,7 +54,7 @@ def test_invalid_values_name_the_key(patch, message):
 def test_hash_is_stable_and_sensitive():
     a = RedactConfig.from_dict({"models": [MODEL]})
     b = RedactConfig.from_dict({"models": [MODEL]})
-    c = RedactConfig.from_dict({"models": [MODEL], "blur": {"cells": 5}})
+    c = RedactConfig.from_dict({"models": [MODEL], "blur": {"strength": {"face": "high"}}})
     assert a.hash() == b.hash()
     assert a.hash() != c.hash()
     assert len(a.hash()) == 64
@@ -57,11 +66,41 @@ def test_extends_and_overrides(tmp_path):
         "  license_plate: {blur: 0.4, review: 0.2, floor: 0.1}\n"
     )
     (tmp_path / "region.yaml").write_text("extends: base.yaml\nthresholds:\n  face: {blur: 0.3}\n")
-    cfg = RedactConfig.load(tmp_path / "region.yaml", {"blur": {"cells": 6}})
+    cfg = RedactConfig.load(tmp_path / "region.yaml", {"blur": {"strength": {"plate": "high"}}})
     face = cfg.thresholds[ObjectClass.FACE]
     assert (face.blur, face.review, face.floor) == (0.3, 0.2, 0.1)
     assert cfg.thresholds[ObjectClass.LICENSE_PLATE].blur == 0.4
-    assert cfg.blur.cells == 6
+    assert cfg.blur.strength_for(ObjectClass.LICENSE_PLATE).value == "high"
+    assert cfg.blur.strength_for(ObjectClass.FACE).value == "medium"  # the default, merged
+
+
+def test_blur_modes_strengths_and_fill():
+    from redact.config import BlurMode, BlurStrength
+
+    d = RedactConfig.from_dict({"models": [MODEL]}).blur
+    assert all(d.mode_for(c) is BlurMode.BLUR for c in ObjectClass)
+    assert all(d.strength_for(c) is BlurStrength.MEDIUM for c in ObjectClass)
+    assert d.solid_fill == "mean"
+    one = RedactConfig.from_dict(
+        {"models": [MODEL], "blur": {"mode": "pixelate", "strength": "low"}}
+    ).blur
+    assert all(one.mode_for(c) is BlurMode.PIXELATE for c in ObjectClass)
+    assert all(one.strength_for(c) is BlurStrength.LOW for c in ObjectClass)
+    per = RedactConfig.from_dict(
+        {"models": [MODEL], "blur": {"mode": {"plate": "solid"}, "solid_fill": [0, 0, 0]}}
+    ).blur
+    assert per.mode_for(ObjectClass.LICENSE_PLATE) is BlurMode.SOLID
+    assert per.mode_for(ObjectClass.FACE) is BlurMode.BLUR  # default kept, key by key
+    assert per.solid_fill == (0, 0, 0)
+    # round trip through the canonical dict (what the config hash sees)
+    again = RedactConfig.from_dict(
+        {
+            **RedactConfig.from_dict(
+                {"models": [MODEL], "blur": {"mode": {"plate": "solid"}, "solid_fill": [0, 0, 0]}}
+            ).to_dict()
+        }
+    )
+    assert again.blur == per
 
 
 def test_extends_cycle_and_missing_file(tmp_path):

@@ -100,7 +100,7 @@ thresholds:               # comment kept
   face: {blur: 0.25, review: 0.10, floor: 0.03}   # face line
   license_plate: {blur: 0.25, review: 0.10, floor: 0.04}
 blur:
-  cells: 4
+  dilate: 0.4
 """
 
 
@@ -117,14 +117,14 @@ def test_render_tuned_config_extends_base(tmp_path, setup):
     t = cfg.thresholds[FACE]
     assert (t.blur, t.review, t.floor) == (0.7, 0.35, 0.03)  # floor from the base
     assert cfg.thresholds[PLATE].blur == 0.25  # untouched class
-    assert cfg.blur.cells == 4
+    assert cfg.blur.dilate == 0.4  # the base's blur section, untouched
 
 
 def test_edit_in_place_keeps_everything_else(setup):
     c, rows = setup
     ch = choose_thresholds(c, TuneTarget(0.5, review_recall=0.75), rows)
     text = edit_thresholds_in_place(BASE, {FACE: ch})
-    assert "# comment kept" in text and "# face line" in text and "cells: 4" in text
+    assert "# comment kept" in text and "# face line" in text and "dilate: 0.4" in text
     data = yaml.safe_load(text)
     assert data["thresholds"]["face"] == {"blur": 0.7, "review": 0.35, "floor": 0.03}
     assert data["thresholds"]["license_plate"] == {"blur": 0.25, "review": 0.1, "floor": 0.04}

@@ -164,3 +164,41 @@ def test_decisions_become_regions_and_hard_negatives(tmp_path):
         apply_decisions(items, [("nope", ReviewDecision.CONFIRMED, {})], decided_by="x")
     with pytest.raises(ValueError):
         ReviewDecision.parse("maybe")
+
+
+def test_region_mode_and_strength_round_trip_and_old_tables(tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from redact.season.manual import MANUAL_SCHEMA, in_image, regions_from_parquet
+
+    r = ManualRegion.new(
+        image_uri="/src/a.png", relative_path="a.png", box=(1, 2, 30, 40),
+        object_class=ObjectClass.FACE, reason="r", created_by="qa", mode="solid",
+        strength="high",
+    )  # fmt: skip
+    write_regions(str(tmp_path), [r, _region((5, 5, 9, 9))])
+    back = {x.region_id: x for x in read_regions(str(tmp_path))}
+    assert (back[r.region_id].mode, back[r.region_id].strength) == ("solid", "high")
+    entry = back[r.region_id].manifest_entry()
+    assert (entry["mode"], entry["strength"]) == ("solid", "high")
+    assert back[r.region_id].manifest_entry(("blur", "low"))["mode"] == "blur"
+    # a table written before the columns existed reads with "" (= the class's)
+    old = pa.schema([f for f in MANUAL_SCHEMA if f.name not in ("mode", "strength")])
+    row = {k: v for k, v in r.to_row().items() if k in old.names}
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([row], schema=old), buf)
+    (legacy,) = regions_from_parquet(buf.getvalue())
+    assert (legacy.mode, legacy.strength) == ("", "")
+    with pytest.raises(ValueError, match="BlurMode 'smudge'"):
+        ManualRegion.new(
+            image_uri="", relative_path="a.png", box=(1, 2, 3, 4),
+            object_class=ObjectClass.FACE, reason="r", created_by="qa", mode="smudge",
+        )  # fmt: skip
+    # in_image keeps exactly the regions to_detections keeps, in order
+    regions = [_region((10, 10, 20, 20)), _region((600, 10, 700, 20)), _region((30, 5, 40, 9))]
+    kept = in_image(regions, 512, 256, wrap=False)
+    assert [k.region_id for k in kept] == [regions[0].region_id, regions[2].region_id]
+    assert len(to_detections(regions, 512, 256, wrap=False)) == len(kept)

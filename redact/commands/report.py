@@ -1,7 +1,8 @@
 """``redact report``: manual regions (the report loop).
 
 * ``redact report add --output DST --image URI --box x1,y1,x2,y2 --reason TEXT`` (or
-  ``--csv FILE`` with columns image,x1,y1,x2,y2,reason[,class][,by]) records regions in the
+  ``--csv FILE`` with columns image,x1,y1,x2,y2,reason[,class][,by][,mode][,strength];
+  ``--mode``/``--strength`` override the class's blur mode and strength) records regions in the
   manual table (``DST/_manual``) and invalidates those images' markers, so every later run or
   reprocess re-does them and blurs the regions whatever the detector says.
 * ``redact report apply --output DST`` republishes the reported images now (a small forced job
@@ -50,9 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--class", dest="cls", default="face", help="face | license_plate")
     add.add_argument("--reason", help="why (kept in the table and the manifest)")
     add.add_argument(
-        "--csv", metavar="FILE", help="bulk: columns image,x1,y1,x2,y2,reason[,class][,by]"
+        "--csv",
+        metavar="FILE",
+        help="bulk: columns image,x1,y1,x2,y2,reason[,class][,by][,mode][,strength]",
     )
     add.add_argument("--by", default=os.environ.get("USER", ""), help="who reports")
+    add.add_argument(
+        "--mode", default="", help="blur | pixelate | solid (default: the class's blur.mode)"
+    )
+    add.add_argument(
+        "--strength", default="", help="low | medium | high (default: the class's blur.strength)"
+    )
     add.set_defaults(func=_add)
 
     ls = rsub.add_parser("list", help="print the manual regions table (CSV)", allow_abbrev=False)
@@ -86,7 +95,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from redact.errors import UsageError
     from redact.runner import Layout
-    from redact.season.manual import ManualRegion, check_box_in_image, parse_box, write_regions
+    from redact.season.manual import (
+        ManualRegion,
+        check_box_in_image,
+        check_style,
+        parse_box,
+        write_regions,
+    )
 
     layout = Layout.resolve(args.output, args.manifest)
     rows = latest_rows(layout.manifest)
@@ -111,6 +126,9 @@ def _add(args: argparse.Namespace, extra: Sequence[str]) -> int:
             )
             row = resolve_image(rows, w["image"])
             cls = ObjectClass.parse(w.get("class") or args.cls)
+            mode = (w.get("mode") or args.mode).strip().lower()
+            strength = (w.get("strength") or args.strength).strip().lower()
+            check_style(mode, strength)
             if row["width"] and row["height"]:
                 wrap = row["projection"] == Projection.EQUIRECTANGULAR.value
                 check_box_in_image(box, row["width"], row["height"], wrap=wrap)
@@ -128,6 +146,8 @@ def _add(args: argparse.Namespace, extra: Sequence[str]) -> int:
                 object_class=cls,
                 reason=w["reason"].strip(),
                 created_by=w.get("by") or args.by,
+                mode=mode,
+                strength=strength,
             )
         )
     uri = write_regions(layout.manual, regions)

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from redact.classes import ObjectClass
+from redact.config import BlurMode, BlurStrength
 from redact.detections import Detections
 from redact.io.storage import write_atomic
 
@@ -45,6 +46,9 @@ MANUAL_SCHEMA = pa.schema(
         ("created_by", pa.string()),
         ("source", pa.string()),
         ("review_id", pa.string()),
+        # appended: the blur mode / strength of this region ("" or absent = its class's)
+        ("mode", pa.string()),
+        ("strength", pa.string()),
     ]
 )
 
@@ -60,6 +64,9 @@ MANIFEST_REGION_TYPE = pa.struct(
         ("reason", pa.string()),
         ("created_by", pa.string()),
         ("source", pa.string()),
+        # appended: the mode / strength it was blurred with (null in older manifests)
+        ("mode", pa.string()),
+        ("strength", pa.string()),
     ]
 )
 
@@ -126,11 +133,14 @@ class ManualRegion:
     created_by: str
     source: RegionSource
     review_id: str = ""
+    mode: str = ""  # a BlurMode value; "" = the class's (BlurConfig.mode)
+    strength: str = ""  # a BlurStrength value; "" = the class's (BlurConfig.strength)
 
     def __post_init__(self) -> None:
         if not self.relative_path:
             raise ValueError("a manual region needs the image's relative path")
         _check_box(self.x1, self.y1, self.x2, self.y2)
+        check_style(self.mode, self.strength)
 
     @classmethod
     def new(
@@ -144,6 +154,8 @@ class ManualRegion:
         created_by: str,
         source: RegionSource = RegionSource.REPORT,
         review_id: str = "",
+        mode: str = "",
+        strength: str = "",
     ) -> ManualRegion:
         return cls(
             uuid.uuid4().hex,
@@ -156,6 +168,8 @@ class ManualRegion:
             created_by,
             source,
             review_id,
+            mode,
+            strength,
         )
 
     @property
@@ -177,6 +191,8 @@ class ManualRegion:
             "created_by": self.created_by,
             "source": self.source.value,
             "review_id": self.review_id,
+            "mode": self.mode,
+            "strength": self.strength,
         }
 
     @classmethod
@@ -198,9 +214,14 @@ class ManualRegion:
             str(row.get("created_by") or ""),
             RegionSource(str(row["source"])),
             str(row.get("review_id") or ""),
+            str(row.get("mode") or ""),  # absent from tables written before modes
+            str(row.get("strength") or ""),
         )
 
-    def manifest_entry(self) -> dict:
+    def manifest_entry(self, applied: tuple[str, str] | None = None) -> dict:
+        """The manifest's ``manual_regions`` entry; ``applied``: the (mode, strength) values
+        it was blurred with (default: the region's own, "" = its class's)."""
+        mode, strength = applied if applied is not None else (self.mode, self.strength)
         return {
             "region_id": self.region_id,
             "class": self.cls.label,
@@ -211,7 +232,18 @@ class ManualRegion:
             "reason": self.reason,
             "created_by": self.created_by,
             "source": self.source.value,
+            "mode": mode,
+            "strength": strength,
         }
+
+
+def check_style(mode: str, strength: str) -> None:
+    """Raise ValueError unless ``mode`` / ``strength`` are "" or a BlurMode / BlurStrength
+    value."""
+    for value, kind in ((mode, BlurMode), (strength, BlurStrength)):
+        if value and value not in {m.value for m in kind}:
+            valid = ", ".join(m.value for m in kind)
+            raise ValueError(f"{kind.__name__} {value!r} is not one of: {valid}")
 
 
 def regions_table(regions: Sequence[ManualRegion]) -> pa.Table:
@@ -265,15 +297,7 @@ def to_detections(
     """
     if not regions:
         return Detections.empty()
-    xyxy = np.array([r.box for r in regions], np.float64)
-    if wrap:
-        shift = np.floor(xyxy[:, 0] / width) * width
-        xyxy[:, [0, 2]] -= shift[:, None]
-        xyxy[:, 2] = np.minimum(xyxy[:, 2], xyxy[:, 0] + width)
-    else:
-        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, width)
-    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, height)
-    ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    xyxy, ok = _clipped(regions, width, height, wrap=wrap)
     for r in (r for r, good in zip(regions, ok, strict=True) if not good):
         _LOG.warning(
             "manual region %s of %s lies outside the %dx%d image; not blurred",
@@ -289,3 +313,30 @@ def to_detections(
         np.array([int(r.cls) for r, good in zip(regions, ok, strict=True) if good], np.int32),
         np.full(n, -1, np.int16),
     )
+
+
+def in_image(
+    regions: Sequence[ManualRegion], width: int, height: int, *, wrap: bool
+) -> list[ManualRegion]:
+    """The regions :func:`to_detections` keeps (same order): those overlapping the image."""
+    if not regions:
+        return []
+    _, ok = _clipped(regions, width, height, wrap=wrap)
+    return [r for r, good in zip(regions, ok, strict=True) if good]
+
+
+def _clipped(
+    regions: Sequence[ManualRegion], width: int, height: int, *, wrap: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 4) float64 boxes clipped to the image (seam-unwrapped for panoramas) and the (N,)
+    bool mask of those with an area left."""
+    xyxy = np.array([r.box for r in regions], np.float64)
+    if wrap:
+        shift = np.floor(xyxy[:, 0] / width) * width
+        xyxy[:, [0, 2]] -= shift[:, None]
+        xyxy[:, 2] = np.minimum(xyxy[:, 2], xyxy[:, 0] + width)
+    else:
+        xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, width)
+    xyxy[:, [1, 3]] = np.clip(xyxy[:, [1, 3]], 0, height)
+    ok = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    return xyxy, ok
