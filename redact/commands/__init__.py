@@ -15,6 +15,7 @@ MODULES = (
     "redact.commands.eval",
     "redact.commands.tune",
     "redact.commands.audit",
+    "redact.commands.explain",
 )
 
 
