@@ -28,6 +28,8 @@ BUILD_INPUTS = (
     "configs",
     "models",
 )
+#: The vendored viewer's files (redact/season/web/static/vendor/pannellum).
+VENDORED = ("pannellum.js", "pannellum.css", "LICENSE", "VENDORED.md")
 
 
 def test_resources_are_the_repository_folders_in_a_checkout(monkeypatch):
@@ -182,3 +184,23 @@ def test_wheel_install_runs_from_any_folder(tmp_path):
 
     check = _run([str(py), "-c", _dockerfile_model_check()], tmp_path)
     assert check.stdout.strip().splitlines()[-1] == "models ok"
+
+    # The review page's static files (vendored pannellum and its licence) are in the wheel and
+    # found by the installed package, so `redact review serve` needs no network or checkout.
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheel).namelist())
+    web = "redact/season/web/static/"
+    for f in ("review.js", "review.css", *(f"vendor/pannellum/{n}" for n in VENDORED)):
+        assert web + f in names, f"{web + f} not in the wheel"
+    static = _run(
+        [
+            str(py),
+            "-c",
+            "from redact.season.web.server import STATIC_DIR, static_files; "
+            "print(STATIC_DIR); print(sorted(static_files()))",
+        ],
+        tmp_path,
+    ).stdout.splitlines()
+    assert Path(static[0]).is_relative_to(purelib), static[0]
+    assert "vendor/pannellum/pannellum.js" in static[1]
