@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
 from pathlib import Path
 
 import apache_beam as beam
@@ -230,3 +231,34 @@ def test_verdict_and_presence_of_renditions(tmp_path):
     src = SourceFingerprint(1, None)
     assert verdict(_marker({}), src, **kw) is Verdict.CURRENT
     assert verdict(_marker({}), src, **kw, renditions_exist=False) is Verdict.RENDITIONS_MISSING
+
+
+def test_publish_preset_on_the_sample_shard_with_the_real_cli(tmp_path):
+    """The issue's check: ``redact run --config configs/publish.yaml`` on the sample shard writes
+    the copy, its thumbnail, pyramid and cube faces, all listed in the manifest (uri + sha256
+    of exactly the files on disk)."""
+    from redact.cli import main
+
+    dst = tmp_path / "out"
+    argv = ["run", "--config", str(REPO / "configs" / "publish.yaml")]
+    argv += ["--input", str(REPO / "tests" / "data" / "sample_shard"), "--output", str(dst)]
+    try:
+        assert main(argv) == 0
+        rows = {r["relative_path"]: r for r in read_manifest(str(dst / "_manifest")).to_pylist()}
+        pano = rows["panoramas/pano_0001_000528.jpg"]
+        photo = rows["photos/us_car_0b86cecf.jpg"]
+        assert pano["status"] == photo["status"] == "published"
+        listed = {r["uri"]: r["sha256"] for row in (pano, photo) for r in row["renditions"]}
+        assert listed == _on_disk(dst)
+        kinds = [r["kind"] for r in pano["renditions"]]
+        assert {k: kinds.count(k) for k in set(kinds)} == {
+            "thumbnail": 1,
+            "preview": 1,
+            "equirect_tile": 171,
+            "cube_face": 6,
+            "cube_tile": 126,
+            "viewer_config": 1,
+        }
+        assert [r["kind"] for r in photo["renditions"]] == ["thumbnail"]
+    finally:  # published copies of real imagery: do not leave them in the temp folder
+        shutil.rmtree(dst, ignore_errors=True)
