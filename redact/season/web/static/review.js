@@ -29,6 +29,7 @@
     }
   }
 
+  data.candidates.forEach(function (c, i) { c.index = i; });
   if (!data.live) {
     var stored = localDecisions();
     data.candidates.forEach(function (c) {
@@ -92,7 +93,10 @@
         var look = document.createElement("button");
         look.type = "button";
         look.textContent = "look";
-        look.addEventListener("click", function () { viewer.lookAt(c.pitch, c.yaw, Math.max(10, 4 * c.dyaw), 500); });
+        look.addEventListener("click", function () {
+          select(i);
+          viewer.lookAt(c.pitch, c.yaw, Math.min(100, Math.max(10, 4 * c.dyaw)), 500);
+        });
         li.appendChild(look);
       }
       if (c.review_id) {
@@ -121,11 +125,27 @@
     var h = 2 * Math.tan(Math.min(c.dpitch, 120) * Math.PI / 360) * pxPerTan;
     div.style.width = Math.max(w, 8) + "px";
     div.style.height = Math.max(h, 8) + "px";
+    var num = document.createElement("span");
+    num.className = "hs-num";
+    num.textContent = String(c.index + 1);
+    div.appendChild(num);
     var tag = document.createElement("span");
     tag.className = "hs-label";
     tag.textContent = label(c);
     div.appendChild(tag);
+    div.title = (c.index + 1) + ". " + label(c);
   }
+
+  function select(i) {
+    document.querySelectorAll(".redact-hs.selected, .cand.selected").forEach(function (el) {
+      el.classList.remove("selected");
+    });
+    var hs = document.querySelector(".redact-hs-" + i);
+    if (hs) hs.classList.add("selected");
+    var li = document.getElementById("cand-" + i);
+    if (li) li.classList.add("selected");
+  }
+  window.redactSelect = select;
 
   function renderHotspotDecisions() {
     data.candidates.forEach(function (c, i) {
