@@ -164,3 +164,47 @@ def test_select_candidates_rescores_merged_candidates_but_not_giants():
         )  # fmt: skip
     empty = select_candidates([], cfg, 800, 400, wrap=True, rescore=rescore)
     assert len(empty.detections) == 0 and empty.stage1.shape == (0,)
+
+
+def test_every_candidate_gets_the_reason_of_its_decision():
+    """One reason per candidate: size prior (giant), above blur, review band, below review;
+    with stage 2 the reason judges the final score."""
+    import numpy as np
+
+    from redact.classes import Reason
+    from redact.decision import decide_with_reasons, select_candidates
+
+    cfg = _panorama_config(face_blur=0.5)
+    tile = Detections(
+        [[10, 10, 20, 20], [100, 50, 110, 60], [200, 50, 210, 60], [0, 0, 10, 300]],
+        [0.9, 0.3, 0.1, 0.3],
+        [0, 0, 0, 0],
+    )
+    sel = select_candidates([tile], cfg, 800, 400, wrap=True)
+    by_x = {
+        int(b[0]): (d, r)
+        for b, d, r in zip(sel.detections.xyxy, sel.decisions, sel.reasons, strict=True)
+    }
+    assert by_x == {
+        10: (Decision.BLUR, Reason.ABOVE_BLUR),
+        100: (Decision.REVIEW, Reason.REVIEW_BAND),
+        200: (Decision.DROPPED, Reason.BELOW_REVIEW),
+        0: (Decision.DROPPED, Reason.SIZE_PRIOR),
+    }
+
+    def rescore(d: Detections):  # type: ignore[no-untyped-def]
+        s2 = np.where(d.confidence > 0.5, 0.1, 0.95).astype(np.float32)
+        return s2, s2
+
+    two = select_candidates([tile], cfg, 800, 400, wrap=True, rescore=rescore)
+    by_x = {int(b[0]): r for b, r in zip(two.detections.xyxy, two.reasons, strict=True)}
+    assert by_x == {
+        10: Reason.BELOW_REVIEW,  # final 0.1 < review 0.2 (stage 1 said 0.9)
+        100: Reason.ABOVE_BLUR,
+        200: Reason.ABOVE_BLUR,
+        0: Reason.SIZE_PRIOR,  # giants are never rescored
+    }
+    assert len(two.reasons) == len(two.decisions) == len(two.detections)
+    th = cfg.thresholds
+    _, decisions, reasons = decide_with_reasons(tile, th, image_height=400)
+    assert reasons[-1] is Reason.SIZE_PRIOR and decisions[-1] is Decision.DROPPED
