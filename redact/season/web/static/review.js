@@ -226,7 +226,9 @@
   function addRegion(cx, cy) {
     addMode = false;
     var half = Math.max(8, Math.round(data.width / 400));
-    var box = [Math.max(0, cx - half), Math.max(0, cy - half), cx + half, cy + half];
+    // Inside the image (a panorama's box may run past the seam: x2 <= x1 + W is fine).
+    var x2 = data.viewer ? cx + half : Math.min(data.width, cx + half);
+    var box = [Math.max(0, cx - half), Math.max(0, cy - half), x2, Math.min(data.height, cy + half)];
     var note = window.prompt("Why is this a missed face/plate? (class: face or license_plate after a comma)", "missed face") || "";
     if (!note) { say("no region added"); return; }
     var parts = note.split(",");
