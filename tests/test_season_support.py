@@ -74,6 +74,14 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.any(a != b, axis=2)
 
 
+def destroyed(a: np.ndarray, b: np.ndarray) -> bool:
+    """``b`` replaced the content of ``a`` (two (h, w, 3) crops): nearly every pixel changed
+    (the noise-free blur may reproduce a grey level by chance) and no fine detail is shared."""
+    from redact.blur import high_frequency_correlation
+
+    return bool(changed(a, b).mean() >= 0.95 and high_frequency_correlation(a, b) < 0.2)
+
+
 # --- EXIF GPS (an independent little TIFF writer) ------------------------------------------------
 
 
