@@ -122,9 +122,11 @@ def reason_text(
     score = float(det["score"])
     s2 = det.get("stage2_score")
     which = "final score" if s2 is not None else "score"
-    verifier = f" (verifier score {s2:.3g}, detector {_f(det.get('stage1_score'))})" if s2 else ""
-    if s2 is not None and not s2:
-        verifier = f" (verifier score 0, detector {_f(det.get('stage1_score'))})"
+    verifier = (
+        f" (verifier score {s2:.3g}, detector {_f(det.get('stage1_score'))})"
+        if s2 is not None
+        else ""
+    )
     t = thresholds or {}
     blur, review = t.get("blur"), t.get("review")
     if reason is Reason.MANUAL_REGION:
