@@ -332,7 +332,6 @@ def blur_regions(
     classes: npt.ArrayLike | None = None,
     modes: Sequence[str | BlurMode] | None = None,
     strengths: Sequence[str | BlurStrength] | None = None,
-    rng: np.random.Generator | None = None,
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]:
     """Irreversibly anonymise ``boxes`` in an image.
 
@@ -346,7 +345,6 @@ def blur_regions(
             ``None`` treats every box as a face.
         modes, strengths: (N,) per-box overrides of the class's mode / strength (enum or
             its value; "" or None = the class's), e.g. a manual region's.
-        rng: unused (the modes are deterministic: no noise); accepted for older callers.
 
     Returns:
         ``(out, mask)``: a new image of the input's shape, and the (H, W) bool mask of the
@@ -356,7 +354,6 @@ def blur_regions(
         ValueError: bad pixels, or ``classes``/``modes``/``strengths`` of the wrong length or
             with an unknown value.
     """
-    del rng
     src = np.asarray(pixels)
     img = _as_image(src)
     height, width = img.shape[:2]

@@ -80,14 +80,6 @@ class Redacted:
     renditions: tuple[Rendition, ...] = ()
 
 
-def blur_seed(secret: bytes, sha256_hex: str) -> int:
-    """Seed of an image's blur noise: a keyed hash of the per-run ``secret`` and the original's
-    sha256. A retried bundle re-publishes byte-identical output; without the secret (never
-    recorded) the noise cannot be regenerated and subtracted."""
-    digest = hashlib.sha256(secret + bytes.fromhex(sha256_hex)).digest()
-    return int.from_bytes(digest[:16], "little")
-
-
 def redact_image(
     original: bytes,
     tile_detections: Sequence[Detections],
@@ -97,7 +89,6 @@ def redact_image(
     *,
     manual: Sequence[ManualRegion] = (),
     catalog_location: Location | None = None,
-    secret: bytes = b"",
     processed_at: datetime.datetime | None = None,
     rescorer: Rescorer | None = None,
 ) -> Redacted:
@@ -112,7 +103,6 @@ def redact_image(
         run: what every manifest row of the run shares.
         manual: manual regions, blurred whatever the detector says.
         catalog_location: the sidecar catalog's location (wins over EXIF GPS).
-        secret: per-run secret seeding the blur noise with the image hash (:func:`blur_seed`).
         processed_at: the row's timestamp (default: now, UTC).
         rescorer: stage 2 (:class:`redact.postprocess.Rescorer`, loaded from
             ``config.postprocess``): rescores the merged candidates on the decoded pixels
@@ -197,7 +187,6 @@ def redact_image(
         classes=to_blur.class_id,
         modes=[m for m in modes if m],
         strengths=[st for st in strengths if st],
-        rng=np.random.default_rng(blur_seed(secret, sha)),
     )
     t3 = time.perf_counter()
     data = encode_image(

@@ -110,7 +110,6 @@ def make_job(
         files=files,
         force=bool(getattr(args, "force", False)) if force is None else force,
         accelerator=config.season.accelerator if accelerator is None else accelerator,
-        secret=os.urandom(32),
     )
     if job.files and "://" not in job.files:
         with open(job.files) as f:

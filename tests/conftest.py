@@ -84,7 +84,6 @@ def make_job(tmp_path: Path) -> Callable[..., tuple[JobSpec, Any]]:
             projection=Projection.AUTO,
             run_id=kw.pop("run_id", "r"),
             config=config or tiny_config(),
-            secret=b"test-secret",
             **kw,
         )
         run = run_info(job, [{"name": "fake", "version": "0", "sha256": "", "backend": "onnx"}])

@@ -163,14 +163,12 @@ def test_wiener_attack_is_strong_enough_to_undo_a_plain_blur() -> None:
 
 
 def test_deterministic_without_noise() -> None:
-    """The modes add no noise: the rng is not used, equal inputs give equal outputs."""
+    """The modes add no noise: equal inputs give equal outputs."""
     img = textured_image()
     boxes = np.array([FACE_BOX])
-    a, _ = blur_regions(img, boxes, CFG, wrap=False, rng=np.random.default_rng(1))
-    b, _ = blur_regions(img, boxes, CFG, wrap=False, rng=np.random.default_rng(2))
-    c, _ = blur_regions(img, boxes, CFG, wrap=False)
+    a, _ = blur_regions(img, boxes, CFG, wrap=False)
+    b, _ = blur_regions(img, boxes, CFG, wrap=False)
     np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(a, c)
 
 
 # --- modes and strengths ------------------------------------------------------------------

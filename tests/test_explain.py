@@ -52,7 +52,6 @@ def manifest(tmp_path_factory) -> Path:
         projection=Projection.AUTO,
         run_id="ex1",
         config=cfg,
-        secret=b"s",
     )
     run = run_info(job, [{"name": "fake", "version": "0", "sha256": "", "backend": "onnx"}])
     with BeamTestPipeline() as p:

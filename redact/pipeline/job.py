@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
@@ -50,9 +50,6 @@ class JobSpec:
     force: bool = False  # re-do images whose marker is current (except this run's own)
     accelerator: str = ""  # Dataflow resource hint of the inference step ("" = none)
     expected_images: int = 0  # for the progress line (0 = unknown)
-    # Seeds the blur noise with each image's hash (redact.core.blur_seed): a retried bundle
-    # publishes identical bytes. Random per run, never written anywhere.
-    secret: bytes = field(default=b"", repr=False)
 
     def uri_for(self, relative_path: str) -> str:
         """The input uri of an image from its path relative to the input base."""

@@ -200,7 +200,6 @@ class Publish(beam.DoFn):
                 self._run,
                 manual=item.manual,
                 catalog_location=item.location,
-                secret=self._job.secret,
                 rescorer=rescorer,
             )
             write_s = self._write(rec.output_uri, out.data, out.renditions)

@@ -160,7 +160,6 @@ class StageBench:
         self.batch_size = int(handler.batch_elements_kwargs().get("max_batch_size") or 1)
         self.layout_build_s: dict[str, float] = {}  # "WxH" -> first render of its tiles (s)
         self._warm = False
-        self.secret = b"bench"  # fixed: repeated passes publish identical bytes
         self.run_info = RunInfo(
             run_id="bench", models=[], config_hash=cfg.hash(), thresholds=[], redact_version=""
         )
@@ -236,7 +235,7 @@ class StageBench:
         # The one redaction core the pipeline's Publish step calls (merge, decide, re-decode,
         # blur, encode); its own timings split the merge/decode2/blur/encode stages.
         out = redact_image(
-            data, [r.detections for r in ok], cfg, record, self.run_info, secret=self.secret
+            data, [r.detections for r in ok], cfg, record, self.run_info
         )
         core_t = dict(out.row["timings_s"])
         lap()
