@@ -17,7 +17,11 @@ from those pixels:
 
 Nothing is ever upscaled past the published size. Every file is a plain baseline JPEG
 without any metadata (no EXIF, XMP or ICC), checked by :func:`redact.io.leakscan.embedded_images`.
-Pure: no I/O; the caller writes each :class:`Rendition` at its ``uri``.
+Pure: no I/O; the caller writes each :class:`Rendition` at its ``uri``. The cube faces' remap
+maps depend only on the layout (panorama size, face size, face), so they are kept across
+images in :data:`FACE_MAPS` (one :class:`~redact.tiling.RemapCache` per worker process, bounded
+in bytes, thread-safe), as fixed-point maps (1/32 px); the side faces' are the front's turned
+by a quarter of the width where it divides by 4. Same inputs, same outputs, whatever it holds.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from redact.errors import ImageError, Stage
 from redact.geometry.gnomonic import MAX_REMAP_SOURCE_PX, GnomonicTile, remap_maps
 from redact.io.codec import decode_image
 from redact.io.leakscan import embedded_images
+from redact.tiling import RemapCache
 
 RENDITIONS_SUFFIX = ".renditions"
 """The renditions of ``DST/<rel>`` live under ``DST/<rel>.renditions/``."""
@@ -63,7 +68,21 @@ CUBE_FACES: dict[str, tuple[float, float]] = {
     "d": (0.0, -90.0),
 }
 
-_STRIP_ROWS = 256  # cube faces are remapped this many rows at a time (bounded float64 rays)
+_STRIP_ROWS = 256  # cube face maps are built this many rows at a time (bounded float64 rays)
+
+#: Side faces: quarter turns of yaw right of the front face (:func:`turn_face_maps`).
+_QUARTER_TURNS = {"f": 0, "r": 1, "b": 2, "l": 3}
+
+FaceMaps = tuple[npt.NDArray[np.int16], npt.NDArray[np.uint16]]
+"""Fixed-point :func:`cv2.remap` maps of one cube face (:func:`direct_face_maps`)."""
+
+#: Bound of :data:`FACE_MAPS`: the f/u/d maps of one 4096^2 layout (3 x 96 MiB) or of four
+#: 2048^2 layouts (an 8000 px wide panorama: 3 x 24 MiB each).
+FACE_MAPS_MAX_BYTES = 320 * 2**20
+
+FACE_MAPS = RemapCache(maxsize=16, max_bytes=FACE_MAPS_MAX_BYTES)
+"""The cube-face maps of every panorama layout this process has rendered recently, shared by
+all its threads (one worker process: one set of maps per layout, not one per image)."""
 
 
 class RenditionKind(enum.Enum):
@@ -248,22 +267,82 @@ def resize_area(img: npt.NDArray[np.uint8], size: tuple[int, int]) -> npt.NDArra
     return np.asarray(cv2.resize(img, size, interpolation=cv2.INTER_AREA), np.uint8)
 
 
-def render_face(pano: npt.NDArray[np.uint8], face: str, size: int) -> npt.NDArray[np.uint8]:
+def render_face(
+    pano: npt.NDArray[np.uint8], face: str, size: int, cache: RemapCache | None = None
+) -> npt.NDArray[np.uint8]:
     """Cube face ``face`` (:data:`CUBE_FACES`), ``size x size``, from an equirectangular
-    (H, W, 3) panorama: gnomonic remap, bilinear, wrapping at the 0/360 seam, in strips."""
+    (H, W, 3) panorama: gnomonic remap, bilinear, wrapping at the 0/360 seam.
+
+    With ``cache``: fixed-point maps (:func:`cube_face_maps`, 1/32 px bilinear weights) kept in
+    ``cache`` across calls. Without: the float32 maps of
+    :func:`~redact.geometry.gnomonic.remap_maps` built for this call in 256-row strips (the
+    reference; the two differ by the 1/32 px rounding of the sample position only).
+    """
     H, W = pano.shape[:2]
     if W >= MAX_REMAP_SOURCE_PX or H >= MAX_REMAP_SOURCE_PX:
         raise ValueError(f"panorama {W}x{H} is too large for cv2.remap")
+    if cache is not None:
+        xy, frac = cube_face_maps(face, size, W, H, cache)
+        out = cv2.remap(pano, xy, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        return np.asarray(out, np.uint8).reshape(size, size, -1)
     yaw, pitch = CUBE_FACES[face]
     tile = GnomonicTile(yaw, pitch, 90.0, size)
-    out = np.empty((size, size, pano.shape[2]), np.uint8)
+    result = np.empty((size, size, pano.shape[2]), np.uint8)
     for r0 in range(0, size, _STRIP_ROWS):
         r1 = min(size, r0 + _STRIP_ROWS)
         map_x, map_y = remap_maps(tile, W, H, rows=(r0, r1))
-        out[r0:r1] = cv2.remap(
+        result[r0:r1] = cv2.remap(
             pano, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP
         ).reshape(r1 - r0, size, -1)
-    return out
+    return result
+
+
+def direct_face_maps(face: str, size: int, W: int, H: int) -> FaceMaps:
+    """Fixed-point :func:`cv2.remap` maps of cube face ``face`` (``size x size``) from a
+    ``W x H`` panorama: :func:`~redact.geometry.gnomonic.remap_maps` (float32, built in 256-row
+    strips) converted by :func:`cv2.convertMaps` to ``CV_16SC2`` (``(size, size, 2)`` int16:
+    the integer x, y of each sample's top-left source pixel) and ``CV_16UC1`` (``(size,
+    size)`` uint16: its 1/32 px fraction, as OpenCV's interpolation table index). 6 bytes per
+    face pixel (24 MiB at 2048^2) instead of 8 for the float32 pair."""
+    yaw, pitch = CUBE_FACES[face]
+    tile = GnomonicTile(yaw, pitch, 90.0, size)
+    xy = np.empty((size, size, 2), np.int16)
+    frac = np.empty((size, size), np.uint16)
+    for r0 in range(0, size, _STRIP_ROWS):
+        r1 = min(size, r0 + _STRIP_ROWS)
+        map_x, map_y = remap_maps(tile, W, H, rows=(r0, r1))
+        xy[r0:r1], frac[r0:r1] = cv2.convertMaps(map_x, map_y, cv2.CV_16SC2)
+    return xy, frac
+
+
+def turn_face_maps(front: FaceMaps, quarters: int, W: int) -> FaceMaps:
+    """The maps of the side face ``quarters`` x 90 degrees of yaw right of the front face, from
+    the front face's (:func:`direct_face_maps`) of a panorama ``W`` pixels wide, ``W % 4 == 0``:
+    the same rays turned about the vertical axis sample the same rows, ``quarters * W / 4``
+    columns further (mod ``W``), at the same fraction. New ``xy``; ``frac`` is shared."""
+    if W % 4:
+        raise ValueError(f"a quarter turn is a whole number of columns only if W % 4 == 0, got {W}")
+    xy, frac = front
+    turned = np.empty_like(xy)
+    turned[..., 1] = xy[..., 1]
+    x = xy[..., 0].astype(np.int32) + quarters * (W // 4)
+    turned[..., 0] = np.remainder(x, W)  # -1 (left of column 0, cv2.BORDER_WRAP) -> W - 1
+    return turned, frac
+
+
+def cube_face_maps(face: str, size: int, W: int, H: int, cache: RemapCache) -> FaceMaps:
+    """Fixed-point maps of cube face ``face`` (``size x size``) from a ``W x H`` panorama,
+    through ``cache`` (key ``("cube", W, H, size, face)``).
+
+    ``W % 4 == 0``: only ``f``, ``u`` and ``d`` are built and held; ``r``, ``b`` and ``l`` are
+    the front's turned by :func:`turn_face_maps` (made per call, not held). Otherwise each
+    face's own :func:`direct_face_maps`. Same values for a given layout whatever the cache
+    holds (purity: the cache only saves time)."""
+    quarters = _QUARTER_TURNS.get(face)
+    if W % 4 == 0 and quarters is not None:
+        front = cache.get(("cube", W, H, size, "f"), lambda: direct_face_maps("f", size, W, H))
+        return front if quarters == 0 else turn_face_maps(front, quarters, W)
+    return cache.get(("cube", W, H, size, face), lambda: direct_face_maps(face, size, W, H))
 
 
 def _cube_source(pixels: npt.NDArray[np.uint8], face_px: int) -> npt.NDArray[np.uint8]:
@@ -303,14 +382,16 @@ def _equirect_tiles(
             )
 
 
-def _cube(pixels: npt.NDArray[np.uint8], cfg: RenditionsConfig, base: str) -> Iterator[Rendition]:
+def _cube(
+    pixels: npt.NDArray[np.uint8], cfg: RenditionsConfig, base: str, cache: RemapCache
+) -> Iterator[Rendition]:
     """Cube faces and their tile pyramid (one face's pixels alive at a time), then viewer.json."""
     face_px = cube_face_size(pixels.shape[1], cfg.tile_px, cfg.cube_face_px)
     tile = min(cfg.tile_px, face_px)
     sizes = cube_level_sizes(face_px, tile)
     source = _cube_source(pixels, face_px)
     for face in CUBE_FACES:
-        img = render_face(source, face, face_px)
+        img = render_face(source, face, face_px, cache)
         name = f"cube/{face}.jpg"
         yield Rendition(
             RenditionKind.CUBE_FACE,
@@ -409,6 +490,7 @@ def make_renditions(
     base_uri: str,
     *,
     max_pixels: int,
+    face_maps: RemapCache | None = None,
 ) -> tuple[Rendition, ...]:
     """Every rendition of a published copy (see the module docstring), from its bytes.
 
@@ -419,6 +501,8 @@ def make_renditions(
         cfg: the ``renditions`` config section.
         base_uri: the renditions folder (:func:`renditions_folder` of the copy's uri).
         max_pixels: decode limit (``io.max_pixels``).
+        face_maps: where the cube faces' remap maps are kept across calls (None: the
+            process-wide :data:`FACE_MAPS`). Only time depends on it, never the output.
 
     Returns the renditions, names unique. Raises ImageError (``renditions_failed``, stage
     ENCODE) for anything that goes wrong: the caller must then publish nothing.
@@ -442,7 +526,9 @@ def make_renditions(
             if cfg.pyramid:
                 out.extend(_equirect_tiles(pixels, cfg, base_uri))
             if cfg.cube:
-                out.extend(_cube(pixels, cfg, base_uri))
+                out.extend(
+                    _cube(pixels, cfg, base_uri, FACE_MAPS if face_maps is None else face_maps)
+                )
     except ImageError as e:
         if e.reason == "renditions_failed":
             raise

@@ -14,7 +14,9 @@ import functools
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import cv2
 import numpy as np
@@ -29,6 +31,8 @@ from redact.geometry.gnomonic import render_tile as render_gnomonic
 #: resolution rule asks for more (small panoramas, low ``scale``), the tile is rendered at a
 #: higher resolution than asked instead, which only helps detection.
 MAX_FOV_DEG = 90.0
+
+_Maps = TypeVar("_Maps", bound=tuple[np.ndarray, ...])
 
 _MAX_YAW_STEPS = 4096  # per row; far above anything a sane config needs
 _EXTRA_ROW_COUNTS = 8  # row counts tried beyond the minimum when minimising the tile count
@@ -354,42 +358,71 @@ def _plan_panorama_tiles(W: int, H: int, tiling: TilingConfig) -> tuple[Gnomonic
 
 
 class RemapCache:
-    """Thread-safe LRU cache of :func:`redact.geometry.gnomonic.remap_maps` keyed by
-    ``(W, H, tile)``: maps are computed once per panorama size and reused across images.
-    Cached arrays are read-only."""
+    """Thread-safe LRU cache of remap maps (tuples of read-only arrays), built once per layout
+    and reused across images of the same size.
 
-    def __init__(self, maxsize: int = 256) -> None:
+    :meth:`maps`: :func:`redact.geometry.gnomonic.remap_maps` keyed by ``(W, H, tile)`` (the
+    tiler); :meth:`get`: any maps under any hashable key, built by a callable (the renditions'
+    fixed-point cube-face maps). Bounded by ``maxsize`` entries and, when set, ``max_bytes``
+    (the arrays' total ``nbytes``; an entry larger than ``max_bytes`` on its own is returned
+    but never held). Maps are built outside the lock: two threads missing the same key at once
+    both build it and the first stored wins (same values either way).
+    """
+
+    def __init__(self, maxsize: int = 256, max_bytes: int | None = None) -> None:
         if maxsize < 1:
             raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.hits = 0
         self.misses = 0
-        self._data: OrderedDict[tuple[int, int, GnomonicTile], tuple[np.ndarray, np.ndarray]] = (
-            OrderedDict()
-        )
+        self._data: OrderedDict[Hashable, tuple[np.ndarray, ...]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._data)
 
-    def maps(self, tile: GnomonicTile, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
-        key = (int(W), int(H), tile)
+    @property
+    def nbytes(self) -> int:
+        """Total ``nbytes`` of the arrays held."""
+        return self._bytes
+
+    def get(self, key: Hashable, build: Callable[[], _Maps]) -> _Maps:
+        """The maps stored under ``key``; on a miss ``build()`` makes them (made read-only)."""
         with self._lock:
             found = self._data.get(key)
             if found is not None:
                 self._data.move_to_end(key)
                 self.hits += 1
-                return found
+                return cast(_Maps, found)
             self.misses += 1
-        maps = remap_maps(tile, int(W), int(H))
+        maps = build()
         for m in maps:
             m.setflags(write=False)
+        size = sum(m.nbytes for m in maps)
         with self._lock:
-            maps = self._data.setdefault(key, maps)  # another thread may have won the race
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            found = self._data.get(key)  # another thread may have won the race
+            if found is not None:
+                self._data.move_to_end(key)
+                return cast(_Maps, found)
+            if self.max_bytes is not None and size > self.max_bytes:
+                return maps
+            self._data[key] = maps
+            self._bytes += size
+            while len(self._data) > self.maxsize or (
+                self.max_bytes is not None and self._bytes > self.max_bytes
+            ):
+                _, old = self._data.popitem(last=False)
+                self._bytes -= sum(m.nbytes for m in old)
         return maps
+
+    def maps(self, tile: GnomonicTile, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
+        """float32 ``(map_x, map_y)`` of :func:`~redact.geometry.gnomonic.remap_maps`."""
+        W, H = int(W), int(H)
+        return self.get((W, H, tile), lambda: remap_maps(tile, W, H))
 
 
 def render_tile(

@@ -17,19 +17,26 @@ from hypothesis import strategies as st
 from redact.classes import Projection
 from redact.config import RedactConfig, RenditionsConfig
 from redact.errors import ConfigError, ImageError
-from redact.geometry.gnomonic import GnomonicTile, lonlat_to_tile
+from redact.geometry.gnomonic import GnomonicTile, lonlat_to_tile, remap_maps
 from redact.io import jpeg_meta
 from redact.io.leakscan import embedded_images
 from redact.renditions import (
     CUBE_FACES,
+    FACE_MAPS,
+    FACE_MAPS_MAX_BYTES,
     RenditionKind,
+    cube_face_maps,
     cube_face_size,
     cube_level_sizes,
+    direct_face_maps,
     fit_size,
     make_renditions,
     pyramid_sizes,
+    render_face,
     tile_grid,
+    turn_face_maps,
 )
+from redact.tiling import RemapCache
 
 BASE = "/out/p.jpg.renditions"
 ON = RenditionsConfig(enabled=True)
@@ -56,9 +63,9 @@ def _smooth(h: int, w: int, seed: int = 0) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def _make(img: np.ndarray, projection=Projection.EQUIRECTANGULAR, cfg=ON, data=None):
+def _make(img: np.ndarray, projection=Projection.EQUIRECTANGULAR, cfg=ON, data=None, **kw):
     return make_renditions(
-        _png(img) if data is None else data, projection, cfg, BASE, max_pixels=10**9
+        _png(img) if data is None else data, projection, cfg, BASE, max_pixels=10**9, **kw
     )
 
 
@@ -391,3 +398,133 @@ def test_switches_and_failure():
             b"\xff\xd8\xff\xe0garbage", Projection.PERSPECTIVE, ON, BASE, max_pixels=10**9
         )
     assert e.value.reason == "renditions_failed"
+
+
+# --- cube-face maps: cached, fixed point, side faces turned from the front ---------------------
+
+
+def _textured(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour field with sharp-edged discs on it (edges show interpolation error)."""
+    img = _smooth(h, w, seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        c = (int(rng.integers(0, w)), int(rng.integers(h // 8, h - h // 8)))
+        cv2.circle(
+            img, c, int(rng.integers(4, 30)), tuple(int(v) for v in rng.integers(0, 255, 3)), -1
+        )
+    return img
+
+
+def _positions(maps):
+    """Fixed-point maps -> (x, y) sample positions in 1/32 px (int64)."""
+    xy, frac = maps
+    return (
+        xy[..., 0].astype(np.int64) * 32 + (frac & 31),
+        xy[..., 1].astype(np.int64) * 32 + (frac >> 5),
+    )
+
+
+def test_fixed_point_faces_match_the_float_reference_within_a_sub_level_mean():
+    """Cached fixed-point maps sample within 1/64 px of the float maps: on an image with sharp
+    edges the faces agree to a mean well under one level, a few levels at worst (edges)."""
+    W, H = 1024, 512
+    img = _textured(H, W, 5)
+    cache = RemapCache()
+    for face in CUBE_FACES:
+        ref = render_face(img, face, 256).astype(np.int16)
+        fixed = render_face(img, face, 256, cache).astype(np.int16)
+        d = np.abs(fixed - ref)
+        assert d.mean() < 0.2 and d.max() <= 8, (face, d.mean(), d.max())
+        # the float maps and the fixed-point ones are the same positions, rounded to 1/32 px
+        mx, my = remap_maps(GnomonicTile(*CUBE_FACES[face], 90.0, 256), W, H)
+        px, py = _positions(cube_face_maps(face, 256, W, H, cache))
+        dx = np.remainder(px / 32 - mx + W / 2, W) - W / 2  # a side face's x is mod W
+        assert np.abs(dx).max() <= 1 / 64 + 1e-3 and np.abs(py / 32 - my).max() <= 1 / 64 + 1e-3
+
+
+def test_side_faces_are_the_front_turned_when_the_width_divides_by_4():
+    """W % 4 == 0: r/b/l maps are the front's shifted by W/4 columns; they equal the directly
+    built maps except where a position falls on a 1/64 px rounding tie (float32 last bit),
+    and there by one 1/32 px step. Only f/u/d are held."""
+    W, H, S = 1024, 512, 128
+    cache = RemapCache()
+    for face in "rbl":
+        tx, ty = _positions(cube_face_maps(face, S, W, H, cache))
+        dx, dy = _positions(direct_face_maps(face, S, W, H))
+        off = np.remainder(tx - dx + 16 * W, 32 * W) - 16 * W  # mod W columns, in 1/32 px
+        assert np.abs(off).max() <= 1 and np.abs(ty - dy).max() <= 1, face
+        assert np.count_nonzero(off) + np.count_nonzero(ty - dy) <= 0.02 * S * S, face
+    assert {k[-1] for k in cache._data} == {"f"}
+    img = _textured(H, W, 2)
+    for face in "udf":
+        cube_face_maps(face, S, W, H, cache)
+    assert {k[-1] for k in cache._data} == {"f", "u", "d"}
+    for face in "rbl":  # and the turned face shows what the direct one shows
+        turned = render_face(img, face, S, cache).astype(np.int16)
+        ref = render_face(img, face, S).astype(np.int16)
+        assert np.abs(turned - ref).mean() < 0.2, face
+
+
+def test_side_faces_are_built_directly_when_the_width_does_not_divide_by_4():
+    W, H, S = 1022, 511, 64
+    cache = RemapCache()
+    for face in CUBE_FACES:
+        got = cube_face_maps(face, S, W, H, cache)
+        want = direct_face_maps(face, S, W, H)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    assert {k[-1] for k in cache._data} == set(CUBE_FACES)
+    with pytest.raises(ValueError, match="W % 4"):
+        turn_face_maps(direct_face_maps("f", S, W, H), 1, W)
+
+
+def test_renditions_are_the_same_whatever_the_face_map_cache_holds():
+    """Pure from the caller's view: a fresh cache, a warm one, the process-wide one and one
+    warmed by other layouts give identical files; the cache is bounded in bytes."""
+    img, other = _textured(512, 1024, 1), _textured(500, 1000, 2)
+    data, other_data = _png(img), _png(other)
+    fresh = _make(img, data=data, face_maps=RemapCache())
+    face = cube_face_size(1024, ON.tile_px)  # 320
+    warm_cache = RemapCache(maxsize=16, max_bytes=2 * 3 * 6 * face**2)  # f/u/d of two layouts
+    first = _make(img, data=data, face_maps=warm_cache)
+    _make(other, data=other_data, face_maps=warm_cache)
+    _make(_textured(256, 512, 3), face_maps=warm_cache)  # a third layout evicts the first
+    assert warm_cache.nbytes <= warm_cache.max_bytes
+    assert ("cube", 1024, 512, face, "f") not in warm_cache._data  # evicted: rebuilt below
+    again = _make(img, data=data, face_maps=warm_cache)
+    default = _make(img, data=data)
+    assert FACE_MAPS.max_bytes == FACE_MAPS_MAX_BYTES and FACE_MAPS.nbytes <= FACE_MAPS_MAX_BYTES
+    assert ("cube", 1024, 512, face, "f") in FACE_MAPS._data
+    for rs in (first, again, default):
+        assert [(r.name, r.data) for r in rs] == [(r.name, r.data) for r in fresh]
+    assert warm_cache.hits > 0
+
+
+def test_two_threads_share_one_face_map_cache():
+    """Two threads render two layouts at once through one cache, starting together (both miss
+    the same keys): every result equals the single-threaded one."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [_textured(512, 1024, 4), _textured(511, 1022, 6)]  # W % 4 == 0 and != 0
+    datas = [_png(i) for i in images]
+    want = [
+        [(r.name, r.data) for r in _make(i, data=d, face_maps=RemapCache())]
+        for i, d in zip(images, datas, strict=True)
+    ]
+    cache = RemapCache()
+    start = threading.Barrier(2)
+
+    def work(k: int):
+        start.wait()
+        return [
+            [(r.name, r.data) for r in _make(images[j % 2], data=datas[j % 2], face_maps=cache)]
+            for j in range(k, k + 3)
+        ]
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(work, (0, 1)))
+    for k, runs in enumerate(results):
+        for j, got in zip(range(k, k + 3), runs, strict=True):
+            assert got == want[j % 2]
+    assert cache.hits > 0 and len(cache) == 3 + 6

@@ -372,6 +372,34 @@ def test_remap_cache_reuses_maps() -> None:
     np.testing.assert_array_equal(render_tile(img, b, cache), render_tile(img, b))
 
 
+def test_remap_cache_byte_bound_evicts_lru_and_never_holds_an_oversized_entry() -> None:
+    cache = RemapCache(maxsize=10, max_bytes=3000)
+    built: list[str] = []
+
+    def build(name: str, n: int):
+        def make():
+            built.append(name)
+            return (np.zeros(n, np.uint8), np.zeros(n, np.uint8))
+
+        return make
+
+    a = cache.get("a", build("a", 500))  # 1000 bytes each
+    cache.get("b", build("b", 500))
+    assert cache.get("a", build("a", 500)) is a and cache.nbytes == 2000  # a is now newest
+    cache.get("c", build("c", 500))  # 3000: at the bound, all held
+    cache.get("d", build("d", 500))  # 4000 > 3000: b (least recently used) goes
+    assert len(cache) == 3 and cache.nbytes == 3000
+    cache.get("b", build("b", 500))
+    assert built == ["a", "b", "c", "d", "b"]
+    big = cache.get("big", build("big", 2000))  # 4000 on its own: returned, not held
+    assert big[0].size == 2000 and not big[0].flags.writeable
+    assert len(cache) == 3 and cache.nbytes == 3000
+    assert cache.get("a", build("a", 500)) is not a  # a was evicted by b's return
+    assert cache.nbytes <= 3000
+    with pytest.raises(ValueError, match="max_bytes"):
+        RemapCache(max_bytes=-1)
+
+
 def test_tile_boxes_to_image_seam_wrap_and_split() -> None:
     t = GnomonicTile(180, 0, 60, 100)
     boxes = [[40, 40, 60, 60], [70, 40, 80, 60]]
