@@ -63,12 +63,37 @@ def sample_images(folders: list[Path], n: int, seed: int, dest: Path) -> list[Pa
     return links
 
 
-def float_nodes(model_path: Path) -> list[str]:
-    """Nodes left in float: the head's decoding (``/model.22/`` non-convolutions and the DFL
-    convolution; quantizing the head's Concat puts boxes 0..640 and scores 0..1 under one
-    scale and wipes out every score), the two
-    stem convolutions (``/model.0/``, ``/model.1/``: raw pixels in) and the final 1x1
-    convolutions of the box and class branches (``cv2.i.2``, ``cv3.i.2``: logits out)."""
+FLOAT_GROUPS = {
+    "cls": ("/model.22/cv3.",),  # the class branch (3 convs per level; both classes share it)
+    "box": ("/model.22/cv2.",),  # the box branch (DFL logits)
+    "head": ("/model.22/",),  # every convolution of the detection head
+}
+"""``--keep-float`` names -> node-name prefixes of convolutions to leave float as well."""
+
+
+def float_prefixes(names: list[str]) -> tuple[str, ...]:
+    """``--keep-float`` values (a :data:`FLOAT_GROUPS` name or a node-name prefix starting
+    with ``/``) -> the prefixes; ValueError on anything else."""
+    out: list[str] = []
+    for name in names:
+        if name in FLOAT_GROUPS:
+            out.extend(FLOAT_GROUPS[name])
+        elif name.startswith("/"):
+            out.append(name)
+        else:
+            raise ValueError(
+                f"--keep-float {name!r}: not one of {sorted(FLOAT_GROUPS)} or a /prefix"
+            )
+    return tuple(out)
+
+
+def float_nodes(model_path: Path, extra_prefixes: tuple[str, ...] = ()) -> list[str]:
+    """Nodes left in float, in graph order: the head's decoding (``/model.22/``
+    non-convolutions and the DFL convolution; quantizing the head's Concat puts boxes 0..640
+    and scores 0..1 under one scale and wipes out every score), the two stem convolutions
+    (``/model.0/``, ``/model.1/``: raw pixels in), the final 1x1 convolutions of the box and
+    class branches (``cv2.i.2``, ``cv3.i.2``: logits out), and every convolution whose name
+    starts with one of ``extra_prefixes`` (:func:`float_prefixes`)."""
     import onnx
 
     keep = []
@@ -78,6 +103,8 @@ def float_nodes(model_path: Path) -> list[str]:
             keep.append(n.name)  # decoding, including the DFL's fixed 0..15 projection conv
         elif n.op_type == "Conv" and n.name.startswith(("/model.0/", "/model.1/")):
             keep.append(n.name)
+        elif n.op_type == "Conv" and extra_prefixes and n.name.startswith(extra_prefixes):
+            keep.append(n.name)
         elif n.op_type == "Conv" and n.name.startswith("/model.22/cv") and len(parts) > 3:
             branch = parts[3]  # "/model.22/cv3.0/cv3.0.2/Conv" -> "cv3.0.2"
             if branch.count(".") == 2 and branch.endswith(".2"):
@@ -85,8 +112,17 @@ def float_nodes(model_path: Path) -> list[str]:
     return keep
 
 
-def quantize(src: Path, out: Path, batches: list[np.ndarray]) -> None:
-    """Static QDQ INT8 quantization of the convolutions of ``src`` into ``out``."""
+def quantize(
+    src: Path,
+    out: Path,
+    batches: list[np.ndarray],
+    extra_prefixes: tuple[str, ...] = (),
+    moving_average: bool = False,
+) -> list[str]:
+    """Static QDQ INT8 quantization of the convolutions of ``src`` into ``out``; returns the
+    nodes left float (:func:`float_nodes` with ``extra_prefixes``). ``moving_average``: each
+    activation's range is the moving average (constant 0.01) of the per-batch min/max
+    instead of the min/max over every batch (ORT's ``CalibMovingAverage``)."""
     import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -113,6 +149,7 @@ def quantize(src: Path, out: Path, batches: list[np.ndarray]) -> None:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         out.parent.mkdir(parents=True, exist_ok=True)
+        keep = float_nodes(pre, extra_prefixes)
         quantize_static(
             str(pre),
             str(out),
@@ -122,9 +159,11 @@ def quantize(src: Path, out: Path, batches: list[np.ndarray]) -> None:
             weight_type=QuantType.QInt8,
             per_channel=True,
             op_types_to_quantize=["Conv"],
-            nodes_to_exclude=float_nodes(pre),
+            nodes_to_exclude=keep,
             calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"CalibMovingAverage": moving_average},
         )
+    return keep
 
 
 def _session(path: Path, threads: int):  # type: ignore[no-untyped-def]
@@ -169,7 +208,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="for the speed comparison")
+    ap.add_argument(
+        "--keep-float",
+        action="append",
+        default=[],
+        metavar="GROUP|/PREFIX",
+        help=f"also leave these convolutions float: {', '.join(sorted(FLOAT_GROUPS))} "
+        "or a node-name prefix (repeatable)",
+    )
+    ap.add_argument(
+        "--moving-average",
+        action="store_true",
+        help="activation ranges: moving average of per-batch min/max (default: global min/max)",
+    )
     args = ap.parse_args(argv)
+    try:
+        extra = float_prefixes(args.keep_float)
+    except ValueError as e:
+        ap.error(str(e))
     from export_engine import calibration_batches
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"only {len(batches)} calibration batches: give more images")
     held_out, calib = batches[-2:], batches[:-2]
     t0 = time.perf_counter()
-    quantize(args.src, args.out, calib)
+    keep = quantize(args.src, args.out, calib, extra, args.moving_average)
     figures: dict[str, object] = {
         "src": str(args.src),
         "out": str(args.out),
+        "keep_float": args.keep_float,
+        "moving_average": args.moving_average,
+        "float_convs": sum(1 for n in keep if n.endswith("Conv")),
         "calibration_tiles": sum(len(b) for b in calib),
         "quantize_s": round(time.perf_counter() - t0, 1),
         "src_mb": round(args.src.stat().st_size / 1e6, 2),

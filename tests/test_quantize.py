@@ -99,6 +99,75 @@ def test_float_nodes_on_yolov8_names(tmp_path: Path) -> None:
     assert q.float_nodes(path) == [n for n, _, keep in names if keep]
 
 
+def test_float_nodes_extra_prefixes_keep_exactly_those_convs(tmp_path: Path) -> None:
+    names = [
+        ("/model.2/cv1/conv/Conv", "Conv"),
+        ("/model.22/cv2.0/cv2.0.0/conv/Conv", "Conv"),
+        ("/model.22/cv2.0/cv2.0.2/Conv", "Conv"),
+        ("/model.22/cv3.0/cv3.0.0/conv/Conv", "Conv"),
+        ("/model.22/cv3.0/cv3.0.1/conv/Conv", "Conv"),
+        ("/model.22/cv3.0/cv3.0.2/Conv", "Conv"),
+        ("/model.22/cv3.0/cv3.0.0/act/Mul", "Mul"),
+    ]
+    nodes = [helper.make_node(op, ["x"], [f"y{i}"], name=n) for i, (n, op) in enumerate(names)]
+    path = tmp_path / "names.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "names", [], [])), str(path))
+    base = set(q.float_nodes(path))
+    cls = set(q.float_nodes(path, q.float_prefixes(["cls"])))
+    head = set(q.float_nodes(path, q.float_prefixes(["head"])))
+    # "cls" adds exactly the class-branch convolutions that were not float already
+    assert cls - base == {"/model.22/cv3.0/cv3.0.0/conv/Conv", "/model.22/cv3.0/cv3.0.1/conv/Conv"}
+    assert head - cls == {"/model.22/cv2.0/cv2.0.0/conv/Conv"}
+    assert "/model.2/cv1/conv/Conv" not in head  # the backbone stays quantized
+    custom = set(q.float_nodes(path, q.float_prefixes(["/model.2/"])))
+    assert custom - base == {"/model.2/cv1/conv/Conv"}
+    # graph order, no duplicates
+    order = [n for n, _ in names]
+    kept = q.float_nodes(path, q.float_prefixes(["cls", "head"]))
+    assert kept == sorted(set(kept), key=order.index)
+
+
+def test_float_prefixes_rejects_unknown_names() -> None:
+    assert q.float_prefixes(["box", "/model.21/"]) == ("/model.22/cv2.", "/model.21/")
+    with pytest.raises(ValueError, match="nope"):
+        q.float_prefixes(["nope"])
+
+
+def test_quantize_extra_float_prefix_leaves_that_conv_float(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    src = _tiny_convnet(tmp_path / "f.onnx")
+    rng = np.random.default_rng(2)
+    batches = [rng.random((4, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    plain, kept = tmp_path / "q.onnx", tmp_path / "qf.onnx"
+    q.quantize(src, plain, batches[:3])
+    float_list = q.quantize(src, kept, batches[:3], q.float_prefixes(["/model.22/cv3"]))
+    assert "/model.22/cv3/Conv" in float_list
+
+    def conv_weight_types(path: Path) -> dict[str, int]:
+        g = onnx.load(str(path)).graph
+        inits = {i.name: i.data_type for i in g.initializer}
+        producers = {o: n for n in g.node for o in n.output}
+        out = {}
+        for n in g.node:
+            if n.op_type == "Conv":
+                w = producers.get(n.input[1])  # a DequantizeLinear when quantized
+                out[n.name] = inits[w.input[0]] if w is not None else inits[n.input[1]]
+        return out
+
+    assert conv_weight_types(plain)["/model.22/cv3/Conv"] == TensorProto.INT8
+    assert conv_weight_types(kept)["/model.22/cv3/Conv"] == TensorProto.FLOAT
+    x = batches[3]
+    outs = [
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+        for p in (src, plain, kept)
+    ]
+    err_plain, err_kept = (float(np.abs(outs[0] - o).max()) for o in outs[1:])
+    assert err_kept < 0.05 and err_plain < 0.05  # both within tolerance of fp32
+    # with every conv float (stem by default, the head conv by prefix) nothing is quantized
+    assert err_kept < 1e-5 < err_plain
+
+
 def test_sample_images_is_seeded_and_capped(tmp_path: Path) -> None:
     src = tmp_path / "imgs"
     (src / "sub").mkdir(parents=True)
