@@ -324,6 +324,8 @@ def test_pages_and_files_over_http(served, tree):
     status, img, headers = _get(srv.url + f"file/{image_id(PANO)}/published")
     assert status == 200 and img == (Path(tree.output) / PANO).read_bytes()
     assert headers["Content-Type"] == "image/jpeg"
+    # a re-published copy (a region added since) must never come from the browser's cache
+    assert headers["Cache-Control"] == "no-store"
     status, js, _ = _get(srv.url + "static/vendor/pannellum/pannellum.js")
     assert status == 200 and js == (VENDOR / "pannellum.js").read_bytes()
     for bad in (
@@ -480,3 +482,18 @@ def test_older_manifest_without_renditions_or_reasons(tmp_path):
     cfg = viewer_settings(pano, lambda name: f"/f/{name}")
     assert cfg is not None and cfg["type"] == "equirectangular"
     assert cfg["panorama"] == "/f/published" and cfg["redactNote"] == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--host", "0.0.0.0"], "not a loopback address"),
+        (["--host", "192.0.2.7", "--allow-remote", "--originals"], "only served on a loopback"),
+    ],
+)
+def test_serve_refuses_a_remote_host_unless_allowed_and_never_with_originals(
+    tree, capsys, extra, message
+):
+    """The page has no login: a non-loopback bind needs --allow-remote, originals never."""
+    assert main(["review", "serve", "--output", tree.output, "--port", "0", *extra]) == 2
+    assert message in capsys.readouterr().err

@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_layout_args(sv)
     sv.add_argument("--review-dir", metavar="D", help="review store (default: DST/_review)")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    sv.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback: anyone who can reach it sees the pages and "
+        "can record decisions (no login); refused with --originals",
+    )
     sv.add_argument("--port", type=int, default=8765, help="port (0: any free port)")
     sv.add_argument(
         "--originals",
@@ -176,10 +182,18 @@ def _decide(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
 def _serve(args: argparse.Namespace, extra: Sequence[str]) -> int:
     from redact.errors import UsageError
-    from redact.season.web.server import ReviewServer
+    from redact.season.web.server import LOOPBACK, ReviewServer
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: expected 0..65535")
+    if args.host not in LOOPBACK:
+        if not args.allow_remote:
+            raise UsageError(
+                f"--host {args.host}: not a loopback address; the page has no login, so "
+                "anyone who reaches it could read it and record decisions (--allow-remote)"
+            )
+        if args.originals:
+            raise UsageError("--originals is only served on a loopback --host")
     layout = _layout(args)
     try:
         server = ReviewServer(

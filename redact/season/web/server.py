@@ -288,7 +288,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 data = read_file(uri)
             except OSError as e:
                 raise RequestError(404, f"listed file unreadable: {e}") from None
-            self._send(200, data, FILE_TYPES.get(suffix, "application/octet-stream"), cache=True)
+            # never cached: after a region is added and the image re-published, the page must
+            # show the new, more blurred pixels, not a cached older tile
+            self._send(200, data, FILE_TYPES.get(suffix, "application/octet-stream"))
             return
         raise RequestError(404, "not found")
 
