@@ -18,6 +18,7 @@ from redact.pipeline.job import NAMESPACE, JobSpec, now, progress
 from redact.pipeline.sources import Candidate
 from redact.renditions import renditions_folder
 from redact.season.markers import (
+    Verdict,
     fingerprint,
     marker_uri,
     read_marker,
@@ -70,28 +71,35 @@ class CheckMarker(beam.DoFn):
             marker = read_marker(uri)
             out = output_uri(self._job.output, rel)
             exists = marker is not None and FileSystems.exists(out)
-            renditions = (
-                marker is None
-                or not exists
-                or not self._job.config.renditions.enabled
-                or renditions_present(marker, renditions_folder(out))
-            )
+
+            def judge(renditions_exist: bool) -> Verdict:
+                return verdict(
+                    marker,
+                    fingerprint(cand.size_bytes, cand.last_updated),
+                    models=self._run.models_hash,
+                    config=self._run.config_hash,
+                    manual=manual.get(cand.uri, ""),
+                    pixel_version=PIXEL_VERSION,
+                    output_exists=exists,
+                    force=self._job.force,
+                    run_id=self._job.run_id,
+                    renditions_exist=renditions_exist,
+                )
+
+            v = judge(True)
+            # Listing the renditions folder (one storage LIST) only matters for an image that
+            # would otherwise be skipped.
+            if (
+                v.skip
+                and marker is not None
+                and self._job.config.renditions.enabled
+                and not renditions_present(marker, renditions_folder(out))
+            ):
+                v = judge(False)
         except Exception as e:  # cannot tell: process the image (the safe direction)
             _LOG.warning("marker check of %s failed, processing it: %s", cand.uri, e)
             yield cand
             return
-        v = verdict(
-            marker,
-            fingerprint(cand.size_bytes, cand.last_updated),
-            models=self._run.models_hash,
-            config=self._run.config_hash,
-            manual=manual.get(cand.uri, ""),
-            pixel_version=PIXEL_VERSION,
-            output_exists=exists,
-            force=self._job.force,
-            run_id=self._job.run_id,
-            renditions_exist=renditions,
-        )
         self._check_ms.update(int((time.perf_counter() - t0) * 1000))
         if not v.skip or marker is None:
             _LOG.debug("%s: %s", rel, v.value)
