@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from redact.errors import UsageError
+from redact.renditions import renditions_folder
 from redact.season.web.model import Catalog, ImageEntry, read_catalog, read_file
 from redact.season.web.pages import PageContext, image_data, image_page, queue_page
 
@@ -62,7 +63,7 @@ def _source(entry: ImageEntry, name: str) -> str:
     """The file behind a served name, including the renditions folder itself (``r``)."""
     if name == "r" or name.startswith("r/"):
         base = entry.files.get("published", "")
-        return base + ".renditions" + name[1:] if base else ""
+        return renditions_folder(base) + name[1:] if base else ""
     return entry.files.get(name, "")
 
 

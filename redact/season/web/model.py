@@ -24,6 +24,7 @@ from typing import Any
 from apache_beam.io.filesystems import FileSystems
 
 from redact.classes import Projection
+from redact.renditions import renditions_folder
 
 #: Largest viewer.json the page reads (bytes).
 MAX_VIEWER_JSON = 1 << 20
@@ -70,7 +71,7 @@ def image_id(relative_path: str) -> str:
 def rendition_name(output_uri: str, uri: str) -> str:
     """The served name (``r/<path>``) of a rendition file under ``<output_uri>.renditions/``;
     "" when it is elsewhere or its path has a segment outside the allowlist."""
-    prefix = output_uri + ".renditions/"
+    prefix = renditions_folder(output_uri) + "/"
     if not output_uri or not uri.startswith(prefix):
         return ""
     parts = uri[len(prefix) :].split("/")
