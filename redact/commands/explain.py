@@ -36,10 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_explain)
 
 
-def _norm(uri: str) -> str:
-    return uri if "://" in uri else os.path.abspath(uri)
-
-
 def find_row(manifest: str, image: str, run_id: str | None = None) -> dict[str, Any]:
     """The latest published row (by processed_at, run_id) of ``image`` (relative path,
     original or published uri) in the manifest folder/file ``manifest``.
@@ -51,6 +47,7 @@ def find_row(manifest: str, image: str, run_id: str | None = None) -> dict[str, 
 
     from redact.errors import UsageError
     from redact.manifest import SCHEMA, Status
+    from redact.season.republish import absolute_uri
 
     if "://" not in manifest and not os.path.exists(manifest):
         raise UsageError(f"manifest {manifest!r} not found")
@@ -58,7 +55,7 @@ def find_row(manifest: str, image: str, run_id: str | None = None) -> dict[str, 
         dataset = ds.dataset(manifest, format="parquet", schema=SCHEMA)
     except (OSError, ValueError) as e:
         raise UsageError(f"manifest {manifest!r} cannot be read: {' '.join(str(e).split())}") from e
-    key = _norm(image)
+    key = absolute_uri(image)
     match = (
         (ds.field("relative_path") == image)
         | (ds.field("image_uri") == key)
@@ -151,7 +148,7 @@ def reason_text(
     share = f" = {h / image_height:.2f} x the image height" if image_height else ""
     return (
         f"dropped by the size prior: {h:.0f} px tall{share}, above the class's "
-        f"review_max_height, and detector score {_f(det.get('stage1_score') or score)} below "
+        f"review_max_height, and detector score {_f(score if det.get('stage1_score') is None else det['stage1_score'])} below "
         "its giant_min_score"
     )
 

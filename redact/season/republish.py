@@ -54,7 +54,8 @@ def latest_rows(manifest_dir: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _norm(uri: str) -> str:
+def absolute_uri(uri: str) -> str:
+    """A local path made absolute (how manifests record uris); remote uris unchanged."""
     return uri if "://" in uri else os.path.abspath(uri)
 
 
@@ -62,7 +63,7 @@ def resolve_image(rows: dict[str, dict[str, Any]], image: str) -> dict[str, Any]
     """The manifest row of an image named by original uri, published uri or relative path."""
     if image in rows:
         return rows[image]
-    key = _norm(image)
+    key = absolute_uri(image)
     for row in rows.values():
         if key in (row["image_uri"], row["output_uri"]):
             return row
