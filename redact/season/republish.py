@@ -5,13 +5,15 @@ their originals are, and the newest manifest row of each image (used by ``redact
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from redact.errors import UsageError
 from redact.manifest import SCHEMA, Status
 from redact.season.manual import read_regions, regions_hash
 from redact.season.markers import delete_marker, marker_uri, read_marker
+
+RowT = TypeVar("RowT", bound=Mapping[str, Any])
 
 ROW_COLUMNS = (
     "run_id",
@@ -40,9 +42,14 @@ def latest_rows(manifest_dir: str) -> dict[str, dict[str, Any]]:
     import pyarrow.dataset as ds
 
     dataset = ds.dataset(manifest_dir, format="parquet", schema=SCHEMA)
-    table = dataset.to_table(columns=list(ROW_COLUMNS))
-    out: dict[str, dict[str, Any]] = {}
-    for row in table.to_pylist():
+    return newest_per_image(dataset.to_table(columns=list(ROW_COLUMNS)).to_pylist())
+
+
+def newest_per_image(rows: Iterable[RowT]) -> dict[str, RowT]:
+    """The newest of ``rows`` (manifest rows) per relative path, by (processed_at, run_id);
+    skipped rows only say an earlier row stands, so they are passed over."""
+    out: dict[str, RowT] = {}
+    for row in rows:
         if row["status"] == Status.SKIPPED.value:
             continue
         cur = out.get(row["relative_path"])

@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from redact.classes import Projection
 from redact.renditions import renditions_folder
+from redact.season.republish import newest_per_image
 
 #: Largest viewer.json the page reads (bytes).
 MAX_VIEWER_JSON = 1 << 20
@@ -149,20 +150,6 @@ class Catalog:
         return entry.files.get(name)
 
 
-def _latest_published(rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    out: dict[str, Mapping[str, Any]] = {}
-    for row in rows:
-        if row["status"] == "skipped":
-            continue
-        cur = out.get(row["relative_path"])
-        if cur is None or (row["processed_at"], row["run_id"]) >= (
-            cur["processed_at"],
-            cur["run_id"],
-        ):
-            out[row["relative_path"]] = row
-    return out
-
-
 def _candidate(
     det: Mapping[str, Any],
     width: int,
@@ -209,7 +196,7 @@ def build_catalog(
     for it in items:
         items_by_path.setdefault(str(it["relative_path"]), []).append(it)
     images: dict[str, ImageEntry] = {}
-    for rel, row in sorted(_latest_published(rows).items()):
+    for rel, row in sorted(newest_per_image(rows).items()):
         width, height = int(row["width"] or 0), int(row["height"] or 0)
         equirect = row["projection"] == Projection.EQUIRECTANGULAR.value
         cands: list[Candidate] = []
