@@ -364,22 +364,7 @@ def _equirect_tiles(
         level_img = resize_area(level_img, (lw, lh))
         for t in tile_grid(lw, lh, cfg.tile_px):
             name = f"equirect/{level}/{t.row}_{t.col}.jpg"
-            yield Rendition(
-                RenditionKind.EQUIRECT_TILE,
-                name,
-                f"{base}/{name}",
-                encode_jpeg(level_img[t.y : t.y + t.h, t.x : t.x + t.w], cfg.jpeg_quality),
-                t.w,
-                t.h,
-                level,
-                lw,
-                lh,
-                "",
-                t.x,
-                t.y,
-                t.w,
-                t.h,
-            )
+            yield _cut(RenditionKind.EQUIRECT_TILE, name, base, level_img, t, cfg, level=level)
 
 
 def _cube(
@@ -392,44 +377,13 @@ def _cube(
     source = _cube_source(pixels, face_px)
     for face in CUBE_FACES:
         img = render_face(source, face, face_px, cache)
-        name = f"cube/{face}.jpg"
-        yield Rendition(
-            RenditionKind.CUBE_FACE,
-            name,
-            f"{base}/{name}",
-            encode_jpeg(img, cfg.jpeg_quality),
-            face_px,
-            face_px,
-            None,
-            face_px,
-            face_px,
-            face,
-            0,
-            0,
-            face_px,
-            face_px,
-        )
+        yield _whole(RenditionKind.CUBE_FACE, f"cube/{face}.jpg", img, cfg, base, face=face)
         for index in range(len(sizes) - 1, -1, -1):
             size = sizes[index]
             img = resize_area(img, (size, size))
             for t in tile_grid(size, size, tile):
                 name = f"cube/{index + 1}/{face}/{t.row}/{t.col}.jpg"
-                yield Rendition(
-                    RenditionKind.CUBE_TILE,
-                    name,
-                    f"{base}/{name}",
-                    encode_jpeg(img[t.y : t.y + t.h, t.x : t.x + t.w], cfg.jpeg_quality),
-                    t.w,
-                    t.h,
-                    index,
-                    size,
-                    size,
-                    face,
-                    t.x,
-                    t.y,
-                    t.w,
-                    t.h,
-                )
+                yield _cut(RenditionKind.CUBE_TILE, name, base, img, t, cfg, index, face)
     data = viewer_config(pixels.shape[1], pixels.shape[0], cfg)
     yield Rendition(RenditionKind.VIEWER_CONFIG, VIEWER_CONFIG, f"{base}/{VIEWER_CONFIG}", data)
 
@@ -475,12 +429,36 @@ def viewer_config(width: int, height: int, cfg: RenditionsConfig) -> bytes:
     return json.dumps(doc, sort_keys=True, indent=1).encode()
 
 
-def _whole(
-    kind: RenditionKind, name: str, img: npt.NDArray[np.uint8], quality: int, base: str
+def _cut(
+    kind: RenditionKind,
+    name: str,
+    base: str,
+    img: npt.NDArray[np.uint8],
+    rect: TileRect,
+    cfg: RenditionsConfig,
+    level: int | None = None,
+    face: str = "",
 ) -> Rendition:
+    """The JPEG of ``rect`` (pixels) of ``img`` (a level image or a face), placed in it."""
+    lh, lw = img.shape[:2]
+    data = encode_jpeg(img[rect.y : rect.y + rect.h, rect.x : rect.x + rect.w], cfg.jpeg_quality)
+    return Rendition(
+        kind, name, f"{base}/{name}", data, rect.w, rect.h, level, lw, lh, face,
+        rect.x, rect.y, rect.w, rect.h,
+    )  # fmt: skip
+
+
+def _whole(
+    kind: RenditionKind,
+    name: str,
+    img: npt.NDArray[np.uint8],
+    cfg: RenditionsConfig,
+    base: str,
+    face: str = "",
+) -> Rendition:
+    """The whole of ``img`` as one rendition (thumbnail, preview, cube face)."""
     h, w = img.shape[:2]
-    data = encode_jpeg(img, quality)
-    return Rendition(kind, name, f"{base}/{name}", data, w, h, None, w, h, "", 0, 0, w, h)
+    return _cut(kind, name, base, img, TileRect(0, 0, 0, 0, w, h), cfg, face=face)
 
 
 def make_renditions(
@@ -515,14 +493,14 @@ def make_renditions(
                 RenditionKind.THUMBNAIL,
                 THUMBNAIL,
                 resize_area(pixels, fit_size(W, H, cfg.thumbnail_px)),
-                cfg.jpeg_quality,
+                cfg,
                 base_uri,
             )
         ]
         if projection is Projection.EQUIRECTANGULAR:
             pw = min(W, cfg.preview_px)
             preview = resize_area(pixels, (pw, max(1, round(H * pw / W))))
-            out.append(_whole(RenditionKind.PREVIEW, PREVIEW, preview, cfg.jpeg_quality, base_uri))
+            out.append(_whole(RenditionKind.PREVIEW, PREVIEW, preview, cfg, base_uri))
             if cfg.pyramid:
                 out.extend(_equirect_tiles(pixels, cfg, base_uri))
             if cfg.cube:
