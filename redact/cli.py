@@ -120,9 +120,10 @@ def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
     )
     # The error of a failing step, which Beam logs before the pipeline raises it: main() reports
     # it once, in one line.
-    logging.getLogger("apache_beam.runners.common").setLevel(
-        logging.NOTSET if verbose or debug else logging.CRITICAL
-    )
+    # The SDK worker of the multi-threaded local run logs the same error again, with its
+    # traceback in the message text.
+    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose or debug else logging.CRITICAL)
 
 
 def new_run_id() -> str:
@@ -167,6 +168,13 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
 # an error from its worker as text (e.g. a RuntimeError holding the worker's traceback) names it.
 _NAMED = re.compile(
     r"^(?:[\w.]+\.)?(" + "|".join(name for _, name in USER_ERRORS) + r"): (.+)$", re.MULTILINE
+)
+# The same for a file system error ("RuntimeError: OSError: [Errno 20] Not a directory: ..."):
+# the DirectRunner's multi-threading mode re-raises a worker's error as text only.
+_NAMED_OS = re.compile(
+    r"^(?:[\w.]+: )?(?:OSError|IOError|FileNotFoundError|PermissionError|NotADirectoryError"
+    r"|IsADirectoryError|FileExistsError): (.+)$",
+    re.MULTILINE,
 )
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 
@@ -226,6 +234,10 @@ def describe_error(e: BaseException) -> tuple[str, int]:
     os_errors = [x for x in chain if isinstance(x, OSError)]
     if os_errors:
         return _os_error_line(os_errors), 2
+    for x in chain:
+        m = _NAMED_OS.search(str(x))
+        if m:
+            return _one_line(m.group(1)), 2
     for x in chain:
         if isinstance(x, ValueError):
             return _one_line(str(x)) or type(x).__name__, 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from redact.classes import Decision, ObjectClass, Projection
 from redact.config import RedactConfig
@@ -24,6 +24,7 @@ from redact.io.inputs import check_output_location
 from redact.io.storage import InputSpec, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
+from redact.pipeline.detect import LOCAL_RUNNERS
 from redact.pipeline.sources import Candidate, local_candidates
 from redact.postprocess import load_rescorer
 
@@ -134,6 +135,46 @@ def list_job(job: JobSpec, *, allow_empty: bool) -> tuple[JobSpec, list[Candidat
     return replace(job, expected_images=len(listed)), listed
 
 
+def local_parallelism(
+    config: RedactConfig, beam_args: Sequence[str], cores: int
+) -> tuple[list[str], RedactConfig]:
+    """Beam arguments and detector config for a job on ``cores`` CPU cores.
+
+    A local run (no ``--runner`` or one of :data:`LOCAL_RUNNERS`) that names no
+    ``--direct_num_workers`` gets ``season.local_workers`` worker threads
+    (``--direct_running_mode=multi_threading``); every detector whose ``intra_op_threads`` is
+    0 then gets ``max(1, cores // workers)`` ONNX Runtime threads, so the workers share the
+    cores instead of each spinning a pool over all of them. Other runners: unchanged. The
+    returned config is only for the detectors: nothing here changes a published pixel, and
+    the job's config (and its hash) stays as given.
+    """
+    args = list(beam_args)
+    options = PipelineOptions(args)
+    runner = options.view_as(StandardOptions).runner
+    if runner is not None and str(runner).rsplit(".", 1)[-1] not in LOCAL_RUNNERS:
+        return args, config
+    direct = options.view_as(DirectOptions)
+    explicit = any(a.split("=", 1)[0] == "--direct_num_workers" for a in args)
+    if not explicit and config.season.local_workers > 1:
+        args += [
+            f"--direct_num_workers={config.season.local_workers}",
+            "--direct_running_mode=multi_threading",
+        ]
+        workers = config.season.local_workers
+    elif direct.direct_running_mode in ("multi_threading", "multi_processing"):
+        workers = max(1, int(direct.direct_num_workers or 1))
+    else:
+        workers = 1
+    if workers == 1:
+        return args, config
+    threads = max(1, cores // workers)
+    models = tuple(
+        replace(m, intra_op_threads=threads) if m.intra_op_threads == 0 else m
+        for m in config.models
+    )
+    return args, replace(config, models=models)
+
+
 def execute(
     job: JobSpec,
     registry_path: str | None,
@@ -153,9 +194,10 @@ def execute(
     )
     if config.postprocess.enabled:  # stage 2 proves itself here too (and in every worker)
         load_rescorer(config, registry)
-    handler = make_detector_handler(config, registry)
+    beam_args, detector_config = local_parallelism(config, beam_args, os.cpu_count() or 1)
+    handler = make_detector_handler(detector_config, registry)
     run = run_info(job, describe_models(config, registry))
-    options = PipelineOptions(list(beam_args), save_main_session=False)
+    options = PipelineOptions(beam_args, save_main_session=False)
     _LOG.info(
         "run %s: %s -> %s (config %s, models %s%s)",
         job.run_id,

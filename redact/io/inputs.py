@@ -358,7 +358,8 @@ def _same_file(a: str, b: str) -> bool:
 def check_output_location(src_base: str, dst: str) -> str | None:
     """None if ``dst`` is a safe output folder for inputs under ``src_base``, else why not.
 
-    Refused: ``dst`` is the input folder or contains it, compared on real paths (symlinks
+    Refused: a local ``dst`` under a file (it cannot be created); ``dst`` is the input folder
+    or contains it, compared on real paths (symlinks
     resolved; same inode too, for case-insensitive filesystems and bind mounts). Allowed: a
     distinct subfolder of the input (the tool's own folders are excluded from the listing).
     Remote: normalised URIs. A local input and a remote output (or the reverse) never clash.
@@ -373,6 +374,11 @@ def check_output_location(src_base: str, dst: str) -> str | None:
             return f"--output {dst!r} contains the input folder {src_base!r}"
         return None
     rs, rd = os.path.realpath(src_base), os.path.realpath(dst)
+    existing = rd
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"--output {dst!r} cannot be created: {existing!r} is not a folder"
     if rs == rd or _same_file(rs, rd):
         return (
             f"--output {dst!r} is the input folder {src_base!r} (symlinks resolved: {rs!r}): "

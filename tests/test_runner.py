@@ -1,0 +1,108 @@
+"""Local parallelism of a job (redact.runner.local_parallelism) and its effect on a real run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import pyarrow.parquet as pq
+import pytest
+
+from redact.cli import main
+from redact.config import RedactConfig
+from redact.runner import local_parallelism
+
+SAMPLE = Path(__file__).parent / "data" / "sample_shard"
+
+
+def _config(local_workers: int = 2, threads: tuple[int, ...] = (0,)) -> RedactConfig:
+    base = RedactConfig.from_dict(
+        {
+            "season": {"local_workers": local_workers},
+            "models": [{"name": f"m{i}", "intra_op_threads": t} for i, t in enumerate(threads)],
+        }
+    )
+    return base
+
+
+@pytest.mark.parametrize(
+    ("beam_args", "local_workers", "cores", "added", "threads"),
+    [
+        # (given args, season.local_workers, cores) -> (args appended, intra-op threads)
+        ([], 2, 2, ["--direct_num_workers=2", "--direct_running_mode=multi_threading"], 1),
+        ([], 2, 8, ["--direct_num_workers=2", "--direct_running_mode=multi_threading"], 4),
+        ([], 3, 2, ["--direct_num_workers=3", "--direct_running_mode=multi_threading"], 1),
+        (
+            ["--runner=DirectRunner"],
+            2,
+            4,
+            ["--direct_num_workers=2", "--direct_running_mode=multi_threading"],
+            2,
+        ),
+        ([], 1, 2, [], 0),  # one worker: Beam's default, ONNX Runtime's default threads
+        (["--direct_num_workers=4", "--direct_running_mode=multi_threading"], 2, 8, [], 2),
+        (["--direct_num_workers=4"], 2, 8, [], 0),  # in_memory mode ignores the worker count
+        (["--direct_num_workers=1"], 2, 8, [], 0),  # the user's choice wins
+        (["--runner=DataflowRunner"], 2, 2, [], 0),  # remote: untouched
+        (["--runner", "DataflowRunner"], 2, 2, [], 0),
+    ],
+)
+def test_local_parallelism_table(beam_args, local_workers, cores, added, threads):
+    config = _config(local_workers)
+    args, detector_config = local_parallelism(config, beam_args, cores)
+    assert args == beam_args + added
+    assert [m.intra_op_threads for m in detector_config.models] == [threads]
+
+
+def test_explicit_intra_op_threads_are_kept_and_the_job_config_is_not_changed():
+    config = _config(2, threads=(0, 3))
+    _, detector_config = local_parallelism(config, [], 4)
+    assert [m.intra_op_threads for m in detector_config.models] == [2, 3]
+    assert [m.intra_op_threads for m in config.models] == [0, 3]  # no hidden mutation
+
+
+def test_local_workers_do_not_change_the_config_hash():
+    # season is an unhashed section: a run with another worker count re-does no image
+    assert _config(1).hash() == _config(4).hash()
+    assert _config(1).hash() != _config(1, threads=(1,)).hash()  # a hashed key does
+
+
+def _published(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*.jpg"))
+        if not any(part.startswith("_") for part in p.relative_to(out).parts)
+    }
+
+
+def _detections(out: Path) -> dict[str, list]:
+    table = pq.read_table(out / "_manifest").to_pylist()
+    return {
+        row["image_uri"].rsplit("/", 1)[-1]: sorted(
+            (d["class"], d["decision"], [round(d[k], 2) for k in ("x1", "y1", "x2", "y2")])
+            for d in row["detections"]
+        )
+        for row in table
+    }
+
+
+def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path):
+    """The default local run (2 worker threads, 1 ONNX Runtime thread each) against Beam's
+    single-threaded run with the ONNX Runtime default: same bytes, same detections."""
+    src = tmp_path / "in"
+    shutil.copytree(SAMPLE / "photos", src)
+    photo = next(src.glob("*.jpg"))
+    img = cv2.imread(str(photo))
+    h, w = img.shape[:2]
+    cv2.imwrite(str(src / "mirrored.jpg"), img[:, ::-1])  # more images than worker threads
+    cv2.imwrite(str(src / "crop.jpg"), img[h // 4 :, w // 5 :])
+    outs = {}
+    for name, extra in (("one", ["--direct_num_workers=1"]), ("two", [])):
+        out = tmp_path / name
+        assert main(["run", "--input", str(src), "--output", str(out), *extra]) == 0
+        outs[name] = out
+    one, two = (_published(outs[k]) for k in ("one", "two"))
+    assert one and one.keys() == two.keys()
+    assert one == two
+    assert _detections(outs["one"]) == _detections(outs["two"])
