@@ -93,6 +93,48 @@ def openalpr_items(roots: list[Path]) -> list[LabelledItem]:
     return out
 
 
+def uc3m_items(root: Path, split: str) -> list[LabelledItem]:
+    """UC3M-LP images of ``split`` (train | val) with their plates (YOLO txt, one class)."""
+    import cv2
+
+    out = []
+    for img in sorted((root / "images" / split).glob("*.jpg")):
+        lab = root / "labels" / split / f"{img.stem}.txt"
+        im = cv2.imread(str(img))
+        if im is None:
+            continue
+        h, w = im.shape[:2]
+        boxes = []
+        if lab.exists():
+            for ln in lab.read_text().splitlines():
+                p = ln.split()
+                if len(p) == 5:
+                    boxes.append((PLATE, yolo_to_xyxy([float(v) for v in p[1:]], w, h)))
+        out.append((f"uc3m_{split}_{img.stem}", img, boxes))
+    return out
+
+
+def dutch_items(root: Path, split: str) -> list[LabelledItem]:
+    """Dutch frames of ``split`` (train | val): one plate each (``AABBGroundTruth.csv``)."""
+    import csv
+
+    out = []
+    for cat in sorted((root / split).iterdir()):
+        gt = cat / "AABBGroundTruth.csv"
+        if not gt.is_file():
+            continue
+        tag = "".join(ch for ch in cat.name if ch.isalnum())
+        with open(gt, newline="", encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                frame = row.get("Frame", row.get("Plate", ""))
+                img = cat / f"{str(frame).strip()}.jpg"
+                if not img.exists():
+                    continue
+                box = tuple(float(row[k]) for k in ("MinX", "MinY", "MaxX", "MaxY"))
+                out.append((f"dutch_{split}_{tag}_{img.stem}", img, [(PLATE, box)]))
+    return out
+
+
 def centre_on_box(
     crop: np.ndarray, box: tuple[float, float, float, float]
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:

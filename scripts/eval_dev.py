@@ -105,7 +105,7 @@ def link_inputs(work: Path, sets: tuple[str, ...] = SETS) -> dict[str, Path]:
     labels: dict[str, Path] = {}
     if "uc3m" in sets or "dutch" in sets:
         sys.path.insert(0, str(REPO / "scripts"))
-        from mine_candidates import dutch_items, uc3m_items
+        from _train_common import dutch_items, uc3m_items
 
         if "uc3m" in sets:
             labels["uc3m"] = _link_plate_set(

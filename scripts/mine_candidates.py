@@ -42,7 +42,6 @@ repo): they hold crops of real people.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -66,11 +65,12 @@ from _train_common import (  # noqa: E402
     box_outline,
     centre_on_box,
     dirs_to_equirect,
+    dutch_items,
     maskon_items,
     openalpr_items,
     paste_view,
     split_dev,
-    yolo_to_xyxy,
+    uc3m_items,
 )
 
 Box = tuple[float, float, float, float]
@@ -84,42 +84,6 @@ DETAIL_IGNORE = 2.5  # mean |Laplacian| (8-bit levels) of a box scaled to 32 px 
 
 
 # ------------------------------------------------------------------------------- sources
-
-
-def uc3m_items(root: Path, split: str) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
-    out = []
-    for img in sorted((root / "images" / split).glob("*.jpg")):
-        lab = root / "labels" / split / f"{img.stem}.txt"
-        im = cv2.imread(str(img))
-        if im is None:
-            continue
-        h, w = im.shape[:2]
-        boxes = []
-        if lab.exists():
-            for ln in lab.read_text().splitlines():
-                p = ln.split()
-                if len(p) == 5:
-                    boxes.append((PLATE, yolo_to_xyxy([float(v) for v in p[1:]], w, h)))
-        out.append((f"uc3m_{split}_{img.stem}", img, boxes))
-    return out
-
-
-def dutch_items(root: Path, split: str) -> list[tuple[str, Path, list[tuple[int, Box]]]]:
-    out = []
-    for cat in sorted((root / split).iterdir()):
-        gt = cat / "AABBGroundTruth.csv"
-        if not gt.is_file():
-            continue
-        tag = "".join(ch for ch in cat.name if ch.isalnum())
-        with open(gt, newline="", encoding="utf-8-sig") as f:
-            for row in csv.DictReader(f):
-                frame = row.get("Frame", row.get("Plate", ""))
-                img = cat / f"{str(frame).strip()}.jpg"
-                if not img.exists():
-                    continue
-                box = tuple(float(row[k]) for k in ("MinX", "MinY", "MaxX", "MaxY"))
-                out.append((f"dutch_{split}_{tag}_{img.stem}", img, [(PLATE, box)]))
-    return out
 
 
 def dev_pano_stems() -> list[str]:

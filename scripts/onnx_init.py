@@ -12,7 +12,10 @@ BatchNorms in eval mode (``FrozenBNTrainer``): batch statistics would otherwise 
 identity statistics and undo the pretrained features; gamma and beta still learn.
 
 Class-score convolutions (``model.22.cv3.*.2``) grow from the source's classes to ours: the
-face row is copied, the plate row keeps ultralytics' prior-probability initialisation.
+face row is copied, the plate row keeps ultralytics' prior-probability initialisation. A
+source that already has our classes (the project's own export, ONNX metadata ``names`` equal
+to ``CLASS_NAMES``) keeps every row: that is how a new version continues from a shipped ONNX
+when its ``.pt`` is gone.
 """
 
 from __future__ import annotations
@@ -35,10 +38,26 @@ def _onnx_weights(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+def onnx_class_names(path: Path) -> tuple[str, ...] | None:
+    """Class names from an ultralytics ONNX export's ``names`` metadata, in index order."""
+    import ast
+
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "names" not in meta:
+        return None
+    names = ast.literal_eval(meta["names"])
+    if not isinstance(names, dict):
+        return None
+    return tuple(str(names[k]) for k in sorted(names))
+
+
 def build_init_checkpoint(onnx_path: Path, out: Path, source_class: int = 0) -> Path:
     """Write an ultralytics ``.pt`` (nc = len(CLASS_NAMES)) initialised from ``onnx_path``.
 
-    ``source_class``: the ONNX model's class index that becomes our ``face`` class.
+    ``source_class``: the ONNX model's class index that becomes our ``face`` class; ignored
+    when the ONNX model's classes are exactly ``CLASS_NAMES`` (every class row is copied).
     Raises ``ValueError`` when a fused weight has no matching module or a shape differs.
     """
     import torch
@@ -46,6 +65,7 @@ def build_init_checkpoint(onnx_path: Path, out: Path, source_class: int = 0) -> 
     from ultralytics.nn.tasks import DetectionModel
 
     fused = _onnx_weights(onnx_path)
+    same_classes = onnx_class_names(onnx_path) == tuple(CLASS_NAMES)
     model = DetectionModel("yolov8n.yaml", nc=len(CLASS_NAMES), verbose=False)
     modules = dict(model.named_modules())
     used: set[str] = set()
@@ -64,6 +84,11 @@ def build_init_checkpoint(onnx_path: Path, out: Path, source_class: int = 0) -> 
                     raise ValueError(
                         f"{name}: shape {tuple(w.shape)} vs {tuple(module.weight.shape)}"
                     )
+                if same_classes:
+                    module.weight.copy_(w)
+                    if b is not None and module.bias is not None:
+                        module.bias.copy_(torch.from_numpy(b.copy()))
+                    continue
                 module.weight[FACE] = w[source_class]
                 if b is not None and module.bias is not None:
                     module.bias[FACE] = float(b[source_class])
@@ -86,7 +111,7 @@ def build_init_checkpoint(onnx_path: Path, out: Path, source_class: int = 0) -> 
     if missing:
         raise ValueError(f"ONNX weights with no module in yolov8n: {missing[:5]} ...")
     model.names = dict(enumerate(CLASS_NAMES))
-    _check_parity(model, onnx_path, source_class)
+    _check_parity(model, onnx_path, source_class, every_class=same_classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {"model": model.half(), "train_args": {}, "date": None, "version": None, "epoch": -1},
@@ -95,8 +120,11 @@ def build_init_checkpoint(onnx_path: Path, out: Path, source_class: int = 0) -> 
     return out
 
 
-def _check_parity(model: object, onnx_path: Path, source_class: int) -> None:
-    """The converted model's face scores and boxes equal the ONNX model's on a random image."""
+def _check_parity(
+    model: object, onnx_path: Path, source_class: int, every_class: bool = False
+) -> None:
+    """The converted model's face scores (every class score with ``every_class``) and boxes
+    equal the ONNX model's on a random image."""
     import onnxruntime as ort
     import torch
 
@@ -107,7 +135,10 @@ def _check_parity(model: object, onnx_path: Path, source_class: int) -> None:
     with torch.no_grad():
         got = model(torch.from_numpy(x))[0].numpy()  # type: ignore[operator]
     boxes = np.abs(got[:, :4] - ref[:, :4]).max()
-    face = np.abs(got[:, 4 + FACE] - ref[:, 4 + source_class]).max()
+    if every_class:
+        face = np.abs(got[:, 4:] - ref[:, 4:]).max()
+    else:
+        face = np.abs(got[:, 4 + FACE] - ref[:, 4 + source_class]).max()
     if boxes > 1e-2 or face > 1e-3:
         raise RuntimeError(
             f"converted model differs from ONNX: boxes {boxes:.3g} px, face {face:.3g}"
