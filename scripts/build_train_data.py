@@ -47,6 +47,7 @@ from _train_common import (
     PinholeView,
     cache_dir,
     clip_box,
+    dutch_items,
     format_yolo_labels,
     iou,
     maskon_items,
@@ -55,6 +56,7 @@ from _train_common import (
     project_box,
     render_view,
     split_dev,
+    uc3m_items,
 )
 
 Box = tuple[float, float, float, float]
@@ -74,9 +76,13 @@ class Sample:
 
 
 class PlateTeacher:
-    """Minimal ONNX Runtime runner for the single-class YOLOv8 plate teachers."""
+    """Minimal ONNX Runtime runner for YOLOv8 teachers (no NMS in the graph).
 
-    def __init__(self, paths: list[Path], threads: int = 1) -> None:
+    ``rows``: per model, the output row of the wanted class's score (4 = the first class;
+    default 4 for every model).
+    """
+
+    def __init__(self, paths: list[Path], threads: int = 1, rows: list[int] | None = None) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -85,9 +91,12 @@ class PlateTeacher:
         self.sessions = [
             ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in paths
         ]
+        self.rows = rows if rows is not None else [4] * len(paths)
+        if len(self.rows) != len(self.sessions):
+            raise ValueError(f"{len(self.rows)} score rows for {len(self.sessions)} teachers")
 
     def __call__(self, img: np.ndarray, conf: float) -> list[tuple[Box, float]]:
-        """Plate boxes (xyxy, score) of all teachers on a BGR image, NMS-merged."""
+        """Boxes (xyxy, score) of all teachers on a BGR image, NMS-merged."""
         h, w = img.shape[:2]
         s = 640 / max(h, w)
         nh, nw = round(h * s), round(w * s)
@@ -95,10 +104,11 @@ class PlateTeacher:
         canvas[:nh, :nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
         x = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         boxes, scores = [], []
-        for sess in self.sessions:
-            out = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]  # [5, 8400]
-            keep = out[4] >= conf
-            cx, cy, bw, bh, sc = out[:, keep]
+        for sess, row in zip(self.sessions, self.rows, strict=True):
+            out = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]  # [4 + classes, 8400]
+            keep = out[row] >= conf
+            cx, cy, bw, bh = out[:4, keep]
+            sc = out[row, keep]
             boxes.append(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) / s)
             scores.append(sc)
         b = np.concatenate(boxes)
@@ -119,11 +129,14 @@ def apply_teacher(
     pseudo_conf: float,
     grey_conf: float,
     max_width: float = 1.0,
+    cls: int = PLATE,
 ) -> tuple[list[tuple[int, Box]], list[Box]]:
-    """Teacher plates not already labelled: -> (extra labels, regions to grey out).
+    """Teacher boxes of class ``cls`` not already labelled: -> (extra labels, regions to grey
+    out).
 
-    Boxes wider than ``max_width`` of the image or taller than wide are ignored (teacher
-    false positives on windows and signs).
+    Plates wider than ``max_width`` of the image or taller than wide are ignored (teacher
+    false positives on windows and signs). A box that overlaps a label is never greyed out
+    (a grey patch inside a labelled plate would damage the label).
     """
     extra: list[tuple[int, Box]] = []
     grey: list[Box] = []
@@ -131,13 +144,17 @@ def apply_teacher(
         if any(iou(box, b) > 0.2 for _, b in boxes):
             continue
         bw, bh = box[2] - box[0], box[3] - box[1]
-        if bw > max_width * img.shape[1] or bh > bw * 1.2:
+        if cls == PLATE and (bw > max_width * img.shape[1] or bh > bw * 1.2):
             continue
         if score >= pseudo_conf:
-            extra.append((PLATE, box))
-        else:
+            extra.append((cls, box))
+        elif not any(_overlaps(box, b) for _, b in boxes):
             grey.append(box)
     return extra, grey
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
 def grey_out(img: np.ndarray, regions: list[Box]) -> None:
@@ -309,6 +326,34 @@ def _covered(box: Box, cover: Box) -> bool:
     return area > 0 and ix * iy / area > 1 / 3
 
 
+def pack_grid(
+    items: list[tuple[np.ndarray, list[tuple[int, Box]]]], tile: int = 640
+) -> tuple[np.ndarray, list[tuple[int, Box]]]:
+    """Up to 4 small photos (BGR) in the cells of a 2 x 2 grid, ``tile`` pixels square.
+
+    Each photo keeps its native scale (shrunk only if larger than a cell), top-left in its
+    cell, pad 114; labels (class, xyxy) are shifted with it and clipped to the photo.
+    """
+    if not 1 <= len(items) <= 4:
+        raise ValueError(f"pack_grid takes 1-4 photos, got {len(items)}")
+    cell = tile // 2
+    canvas = np.full((tile, tile, 3), 114, np.uint8)
+    labels: list[tuple[int, Box]] = []
+    for k, (img, boxes) in enumerate(items):
+        h, w = img.shape[:2]
+        s = min(1.0, cell / max(h, w))
+        if s < 1.0:
+            img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        ox, oy = (k % 2) * cell, (k // 2) * cell
+        canvas[oy : oy + h, ox : ox + w] = img
+        for cls, b in boxes:
+            c = clip_box(tuple(v * s for v in b), w, h)  # type: ignore[arg-type]
+            if c is not None:
+                labels.append((cls, (c[0] + ox, c[1] + oy, c[2] + ox, c[3] + oy)))
+    return canvas, labels
+
+
 def background_tile(pano: np.ndarray, rng: np.random.Generator, tile: int = 640) -> np.ndarray:
     view = PinholeView.from_fov(
         float(rng.uniform(-180, 180)), float(rng.uniform(-35, 25)), float(rng.uniform(35, 80)), tile
@@ -358,6 +403,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pseudo-conf", type=float, default=0.35)
     ap.add_argument("--grey-conf", type=float, default=0.10)
     ap.add_argument("--teachers", type=Path, default=None, help="folder of teacher ONNX files")
+    ap.add_argument(
+        "--face-teachers",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="face teacher ONNX files, face score in output row 4 (default: faceghost from the "
+        "teacher folder and the shipped redact-faceplate model)",
+    )
+    # Checked by eye (2026-12-02): every face the teachers scored >= 0.5 on these car photos
+    # (8 of 8) was a wheel, a bumper or a headlight, so by default they only grey out there.
+    ap.add_argument(
+        "--face-pseudo-conf",
+        type=float,
+        default=1.01,
+        help="face teacher score that labels a face in UC3M-LP / Dutch (default: never)",
+    )
+    ap.add_argument("--face-grey-conf", type=float, default=0.15)
+    ap.add_argument(
+        "--no-eu-plates", action="store_true", help="leave UC3M-LP and the Dutch frames out"
+    )
+    ap.add_argument("--uc3m-dev-fraction", type=float, default=0.1)
     args = ap.parse_args(argv)
     t0 = time.time()
     rng = np.random.default_rng(args.seed)
@@ -373,8 +439,22 @@ def main(argv: list[str] | None = None) -> int:
         raise FileNotFoundError(
             f"no plate teachers in {teacher_dir}; run scripts/export_teachers.py"
         )
-    teacher = PlateTeacher(teacher_files)
+    teacher = PlateTeacher(teacher_files, threads=2)
     print(f"teachers: {[p.name for p in teacher_files]}", flush=True)
+    # the teachers are noisier on panorama tiles (windows, signs) and street photos: stricter
+    pano_conf = (max(args.pseudo_conf, 0.5), max(args.grey_conf, 0.2))
+    face_files = args.face_teachers
+    if face_files is None:
+        face_files = [
+            p
+            for p in (
+                teacher_dir / "faceghost-yolov8n-face.onnx",
+                REPO / "models" / "redact-faceplate-yolov8n-0.2.1.onnx",
+            )
+            if p.is_file()
+        ]
+    if not args.no_eu_plates and not face_files:
+        raise FileNotFoundError("no face teacher for the unlabelled faces of UC3M-LP / Dutch")
 
     maskon = load_maskon(root / "faces" / "maskon")
     alpr = load_openalpr([root / "plates" / "openalpr_us", root / "plates" / "openalpr_br"])
@@ -393,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     (out / "splits" / "maskon_train_used.txt").write_text("".join(n + "\n" for n in m_used))
 
-    dev_lists: dict[str, list[str]] = {"maskon": [], "openalpr": [], "pano": []}
+    dev_lists: dict[str, list[str]] = {"maskon": [], "openalpr": [], "pano": [], "uc3m": []}
     counts = {"train": [0, 0, 0], "dev": [0, 0, 0]}  # images, faces, plates
 
     def emit(
@@ -415,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # openalpr: teacher pseudo-labels / grey-outs for the unlabelled plates
     pseudo_n = grey_n = 0
-    alpr_imgs: dict[str, np.ndarray] = {}
+    plate_imgs: dict[str, np.ndarray] = {}  # plate photos as taught (pseudo-labelled, greyed)
     for name in a_train + a_dev:
         s = by_name[name]
         img = read(s.path)
@@ -427,11 +507,56 @@ def main(argv: list[str] | None = None) -> int:
         grey_n += len(grey)
         stem = "alpr_" + name.replace("/", "_")
         emit("dev" if name in a_dev else "train", stem, img, s.boxes, "openalpr")
-        alpr_imgs[name] = img
+        plate_imgs[name] = img
     print(
         f"openalpr done {time.time() - t0:.0f}s: {pseudo_n} pseudo plates, {grey_n} greyed",
         flush=True,
     )
+
+    # UC3M-LP (2 x 2 grids at native scale) and Dutch frames: EU plates, teacher faces
+    u_train: list[str] = []
+    eu = {"uc3m_grids": 0, "dutch": 0, "pseudo_plates": 0, "pseudo_faces": 0, "greyed": 0}
+    if not args.no_eu_plates:
+        face_teacher = PlateTeacher(face_files, threads=2)
+        print(f"face teachers: {[p.name for p in face_files]}", flush=True)
+
+        def teach(name: str, path: Path, boxes: list[tuple[int, Box]]) -> np.ndarray:
+            img = read(path)
+            plates, grey_p = apply_teacher(img, boxes, teacher, *pano_conf)
+            faces, grey_f = apply_teacher(
+                img,
+                boxes + plates,
+                face_teacher,
+                args.face_pseudo_conf,
+                args.face_grey_conf,
+                cls=FACE,
+            )
+            grey_out(img, grey_p + grey_f)
+            by_name[name] = Sample(name, path, boxes + plates + faces, grey_p + grey_f)
+            eu["pseudo_plates"] += len(plates)
+            eu["pseudo_faces"] += len(faces)
+            eu["greyed"] += len(grey_p) + len(grey_f)
+            plate_imgs[name] = img
+            return img
+
+        uc3m = uc3m_items(root / "plates" / "uc3m_lp_es", "train")
+        u_train, u_dev = split_dev([n for n, _, _ in uc3m], args.uc3m_dev_fraction, args.seed + 2)
+        (out / "splits" / "uc3m_train.txt").write_text("".join(n + "\n" for n in u_train))
+        (out / "splits" / "uc3m_dev.txt").write_text("".join(n + "\n" for n in u_dev))
+        for name, path, boxes in uc3m:
+            teach(name, path, boxes)
+        for split, names in (("train", u_train), ("dev", u_dev)):
+            order_u = [names[i] for i in rng.permutation(len(names))]
+            for k in range(0, len(order_u), 4):
+                group = [(plate_imgs[n], by_name[n].boxes) for n in order_u[k : k + 4]]
+                img, labels = pack_grid(group)
+                emit(split, f"uc3m_{split}_{k // 4:04d}", img, labels, "uc3m")
+                eu["uc3m_grids"] += 1
+        for name, path, boxes in dutch_items(root / "plates" / "dutch_nl", "train"):
+            img = teach(name, path, boxes)
+            emit("train", name, img, by_name[name].boxes)
+            eu["dutch"] += 1
+        print(f"uc3m + dutch done {time.time() - t0:.0f}s: {eu}", flush=True)
 
     # panorama composites
     panos = background_panos(
@@ -442,8 +567,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def source(name: str) -> tuple[Sample, np.ndarray]:
         s = by_name[name]
-        if name in alpr_imgs:
-            return s, alpr_imgs[name]
+        if name in plate_imgs:
+            return s, plate_imgs[name]
         if name not in face_cache:
             face_cache[name] = read(s.path)
         return s, face_cache[name]
@@ -453,8 +578,6 @@ def main(argv: list[str] | None = None) -> int:
     per_pano = math.ceil(len(jobs) / len(panos))
     bg_per_pano = math.ceil(args.backgrounds / len(panos))
     order = rng.permutation(len(jobs))
-    # the teachers are noisier on panorama tiles (windows, signs): stricter there
-    pano_conf = (max(args.pseudo_conf, 0.5), max(args.grey_conf, 0.2))
     bg_done = 0
     for pi, pano_path in enumerate(panos):
         pano = read(pano_path)
@@ -462,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
             split, idx = jobs[j]
             faces_pool = m_used if split == "train" else m_dev
             plates_pool = a_train if split == "train" else a_dev
+            if split == "train" and u_train and rng.random() < 0.5:
+                plates_pool = u_train  # EU plates in half of the train composites' picks
             n = int(rng.integers(1, 4))
             names = [
                 str(rng.choice(faces_pool if rng.random() < 0.55 else plates_pool))
@@ -496,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         "openalpr_pseudo_plates": pseudo_n,
         "openalpr_greyed": grey_n,
         "background_panoramas": len(panos),
+        "eu_plates": eu,
         "seconds": round(time.time() - t0, 1),
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")

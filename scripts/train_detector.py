@@ -78,7 +78,7 @@ def validate(weights: Path, data: Path, run_dir: Path) -> dict[str, dict[str, ob
     root = Path(cfg["path"])
     sets = {"all": data}
     n_images = {"all": len(list((root / str(cfg["val"])).glob("*.jpg")))}
-    for dom in ("maskon", "openalpr", "pano"):
+    for dom in ("maskon", "openalpr", "pano", "uc3m"):
         lst = root / f"dev_{dom}.txt"
         if lst.is_file() and lst.read_text().strip():
             sub = run_dir / f"data_dev_{dom}.yaml"

@@ -208,6 +208,46 @@ def test_build_data_crop_and_composite_labels() -> None:
             assert cls == 0 and 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 320
 
 
+@pytest.mark.parametrize(
+    ("sizes", "offsets"),
+    [
+        # photo (h, w) per cell -> top-left of each photo in the 640 grid (native scale)
+        ([(240, 320)], [(0, 0)]),
+        (
+            [(240, 320), (320, 240), (100, 100), (320, 320)],
+            [(0, 0), (320, 0), (0, 320), (320, 320)],
+        ),
+    ],
+)
+def test_pack_grid_keeps_native_scale_and_shifts_labels(sizes, offsets) -> None:
+    bt = _load("build_train_data")
+    items = []
+    for k, (h, w) in enumerate(sizes):
+        img = np.full((h, w, 3), 10 + 40 * k, np.uint8)
+        items.append(
+            (img, [(1, (5.0, 6.0, 25.0, 16.0)), (0, (w - 10.0, h - 10.0, w + 30.0, h + 5.0))])
+        )
+    grid, labels = bt.pack_grid(items)
+    assert grid.shape == (640, 640, 3)
+    by_cell = [labels[2 * k : 2 * k + 2] for k in range(len(items))]
+    for (h, w), (ox, oy), k, cell in zip(sizes, offsets, range(len(items)), by_cell, strict=True):
+        assert grid[oy + 1, ox + 1, 0] == 10 + 40 * k  # the photo's pixels, not resized
+        assert cell[0] == (1, (ox + 5.0, oy + 6.0, ox + 25.0, oy + 16.0))
+        assert cell[1] == (0, (ox + w - 10.0, oy + h - 10.0, ox + w, oy + h))  # clipped
+    if len(items) == 1:
+        assert (grid[:, 320:] == 114).all()  # empty cells are padding
+    with pytest.raises(ValueError):
+        bt.pack_grid([])
+
+
+def test_pack_grid_shrinks_a_photo_larger_than_a_cell() -> None:
+    bt = _load("build_train_data")
+    img = np.zeros((640, 480, 3), np.uint8)
+    grid, labels = bt.pack_grid([(img, [(1, (40.0, 80.0, 120.0, 160.0))])])
+    assert labels == [(1, (20.0, 40.0, 60.0, 80.0))]  # scale 0.5
+    assert (grid[:320, :240] == 0).all() and (grid[:320, 240:320] == 114).all()
+
+
 def test_train_detector_imports_with_ultralytics() -> None:
     pytest.importorskip("ultralytics")
     td = _load("train_detector")
@@ -228,3 +268,18 @@ def test_onnx_init_reproduces_the_teacher_exactly(tmp_path: Path) -> None:
     assert model.names == {0: "face", 1: "license_plate"}
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bns and all(torch.allclose(b.running_mean.float(), torch.zeros(1)) for b in bns)
+
+
+def test_onnx_init_from_the_shipped_model_keeps_both_classes(tmp_path: Path) -> None:
+    """Continuing from the project's own 2-class ONNX copies every class row (parity on both
+    class scores is checked inside build_init_checkpoint)."""
+    pytest.importorskip("ultralytics")
+    oi = _load("onnx_init")
+    src = tc.REPO / "models" / "redact-faceplate-yolov8n-0.2.1.onnx"
+    assert oi.onnx_class_names(src) == ("face", "license_plate")
+    out = oi.build_init_checkpoint(src, tmp_path / "init.pt")
+    import torch
+
+    model = torch.load(out, weights_only=False)["model"].float()
+    prior = model.model[-1].cv3[0][2].bias.detach()
+    assert prior.shape == (2,) and abs(float(prior[1]) - float(prior[0])) > 1e-6
