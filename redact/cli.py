@@ -169,13 +169,36 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
 _NAMED = re.compile(
     r"^(?:[\w.]+\.)?(" + "|".join(name for _, name in USER_ERRORS) + r"): (.+)$", re.MULTILINE
 )
-# The same for a file system error ("RuntimeError: OSError: [Errno 20] Not a directory: ..."):
-# the DirectRunner's multi-threading mode re-raises a worker's error as text only.
-_NAMED_OS = re.compile(
-    r"^(?:[\w.]+: )?(?:OSError|IOError|FileNotFoundError|PermissionError|NotADirectoryError"
-    r"|IsADirectoryError|FileExistsError): (.+)$",
-    re.MULTILINE,
-)
+# The DirectRunner's multi-threading mode re-raises a worker's error as a RuntimeError whose
+# text is the worker's traceback; its last "Type: message" line is the error that ended it
+# ("RuntimeError: OSError: [Errno 20] Not a directory: ... [while running ...]").
+_TRACEBACK_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception)): (.*)$", re.MULTILINE)
+_ERRNO_TEXT = re.compile(r"^\[Errno \d+\] (.+?): '(.+)'$")
+_FIXABLE_BY_NAME = frozenset(
+    {
+        "OSError", "IOError", "FileNotFoundError", "PermissionError", "NotADirectoryError",
+        "IsADirectoryError", "FileExistsError", "ValueError",
+    }
+)  # fmt: skip
+
+
+def _reraised(text: str) -> tuple[str, str] | None:
+    """(type name, message) of the last error line of a traceback held as text, with Beam's
+    ``RuntimeError: `` wrappers taken off; None if ``text`` holds no traceback."""
+    if "Traceback (most recent call last)" not in text:
+        return None
+    lines = _TRACEBACK_LINE.findall(text)
+    if not lines:
+        return None
+    name, message = lines[-1]
+    while (inner := _TRACEBACK_LINE.match(message)) is not None:
+        name, message = inner.groups()
+    errno = _ERRNO_TEXT.match(_BEAM_STEP.sub("", message))
+    if errno is not None:  # "[Errno 2] No such file ...: 'p'" as an OSError's own line says it
+        message = f"{errno.group(1)}: {errno.group(2)}"
+    return name.rsplit(".", 1)[-1], message
+
+
 _BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 
 
@@ -235,17 +258,17 @@ def describe_error(e: BaseException) -> tuple[str, int]:
     if os_errors:
         return _os_error_line(os_errors), 2
     for x in chain:
-        m = _NAMED_OS.search(str(x))
-        if m:
-            return _one_line(m.group(1)), 2
-    for x in chain:
         if isinstance(x, ValueError):
             return _one_line(str(x)) or type(x).__name__, 2
     root = chain[-1]
-    text = _one_line(str(root))
+    name, text = type(root).__name__, _one_line(str(root))
+    inner = _reraised(str(root))
+    if inner is not None:
+        name, text = inner[0], _one_line(inner[1])
+        if name in _FIXABLE_BY_NAME:
+            return text or name, 2
     return (
-        f"{type(root).__name__}{': ' + text if text else ''} "
-        "(unexpected; rerun with --debug for the traceback)",
+        f"{name}{': ' + text if text else ''} (unexpected; rerun with --debug for the traceback)",
         1,
     )
 

@@ -70,7 +70,8 @@ class ModelConfig:
     batch_size: int = 8
     score_floor: float = 0.02  # raw candidates below this are discarded in the tile
     tile_nms_iou: float = 0.6
-    # 0 = auto: cores / season.local_workers in a local run, ONNX Runtime's default (all
+    # 0 = auto: cores / worker threads in a multi-threaded local run (season.local_workers
+    # or --direct_num_workers; redact.runner.local_parallelism), ONNX Runtime's default (all
     # cores) elsewhere
     intra_op_threads: int = 0
     # Folder of the detector canary this model must pass before it runs ("" = the packaged

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import TextIO
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -24,7 +28,6 @@ from redact.io.inputs import check_output_location
 from redact.io.storage import InputSpec, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
-from redact.pipeline.detect import LOCAL_RUNNERS
 from redact.pipeline.sources import Candidate, local_candidates
 from redact.postprocess import load_rescorer
 
@@ -135,34 +138,51 @@ def list_job(job: JobSpec, *, allow_empty: bool) -> tuple[JobSpec, list[Candidat
     return replace(job, expected_images=len(listed)), listed
 
 
+# Runners that honour --direct_num_workers / --direct_running_mode (Beam's DirectRunner runs
+# a batch pipeline on the FnApiRunner), by Beam's normalised name (lower case, no "runner").
+_DIRECT_RUNNERS = frozenset({"direct", "switchingdirect", "fnapi"})
+
+
+def _runner_key(runner: object) -> str:
+    """Beam's runner name normalised as ``create_runner`` does: ``DirectRunner``, ``direct``
+    and ``apache_beam.runners.direct.DirectRunner`` are all ``direct``."""
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    name = name.rsplit(".", 1)[-1].lower()
+    return name[: -len("runner")] if name.endswith("runner") else name
+
+
 def local_parallelism(
     config: RedactConfig, beam_args: Sequence[str], cores: int
 ) -> tuple[list[str], RedactConfig]:
     """Beam arguments and detector config for a job on ``cores`` CPU cores.
 
-    A local run (no ``--runner`` or one of :data:`LOCAL_RUNNERS`) that names no
-    ``--direct_num_workers`` gets ``season.local_workers`` worker threads
-    (``--direct_running_mode=multi_threading``); every detector whose ``intra_op_threads`` is
-    0 then gets ``max(1, cores // workers)`` ONNX Runtime threads, so the workers share the
-    cores instead of each spinning a pool over all of them. Other runners: unchanged. The
-    returned config is only for the detectors: nothing here changes a published pixel, and
-    the job's config (and its hash) stays as given.
+    A DirectRunner job (no ``--runner``, or the DirectRunner / FnApiRunner by any of Beam's
+    spellings) that names neither ``--direct_num_workers`` nor ``--direct_running_mode`` gets
+    ``season.local_workers`` worker threads (``--direct_running_mode=multi_threading``). In a
+    multi-threaded or multi-process job of W workers (``--direct_num_workers=0``: one per
+    core), every detector whose ``intra_op_threads`` is 0 gets ``max(1, cores // W)`` ONNX
+    Runtime threads: RunInference shares one session per process between its threads
+    (``apache_beam.utils.shared``), so W concurrent ``Run`` calls share that pool instead of
+    each spreading over every core. Measured on 2 cores only (docs/performance.md). Other
+    runners: unchanged. The returned config is only for the detectors: nothing here changes a
+    published pixel, and the job's config (and its hash) stays as given.
     """
     args = list(beam_args)
     options = PipelineOptions(args)
     runner = options.view_as(StandardOptions).runner
-    if runner is not None and str(runner).rsplit(".", 1)[-1] not in LOCAL_RUNNERS:
+    if runner is not None and _runner_key(runner) not in _DIRECT_RUNNERS:
         return args, config
     direct = options.view_as(DirectOptions)
-    explicit = any(a.split("=", 1)[0] == "--direct_num_workers" for a in args)
-    if not explicit and config.season.local_workers > 1:
+    given = {a.split("=", 1)[0] for a in args} & {"--direct_num_workers", "--direct_running_mode"}
+    if not given and config.season.local_workers > 1:
         args += [
             f"--direct_num_workers={config.season.local_workers}",
             "--direct_running_mode=multi_threading",
         ]
         workers = config.season.local_workers
     elif direct.direct_running_mode in ("multi_threading", "multi_processing"):
-        workers = max(1, int(direct.direct_num_workers or 1))
+        n = int(direct.direct_num_workers if direct.direct_num_workers is not None else 1)
+        workers = cores if n == 0 else max(1, n)
     else:
         workers = 1
     if workers == 1:
@@ -173,6 +193,44 @@ def local_parallelism(
         for m in config.models
     )
     return args, replace(config, models=models)
+
+
+class _OwnThreadStderr:
+    """``sys.stderr`` that passes on only the writes of the thread that made it."""
+
+    def __init__(self, real: TextIO) -> None:
+        self._real = real
+        self._thread = threading.get_ident()
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() == self._thread:
+            return self._real.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+@contextlib.contextmanager
+def worker_prints_muted() -> Iterator[None]:
+    """While a pipeline runs, drop what other threads print straight to ``sys.stderr`` when
+    the SDK worker's logger is silenced (the CLI's default without ``-v``/``--debug``).
+
+    Beam's multi-threaded SDK worker ``print``s a failed bundle's traceback there (not through
+    logging) before the pipeline re-raises the error, which the CLI then reports in one line.
+    Log records are not affected (handlers hold the real stream), nor is anything when the
+    logger is not silenced (library use, ``-v``).
+    """
+    sdk = logging.getLogger("apache_beam.runners.worker.sdk_worker")
+    if sdk.getEffectiveLevel() < logging.CRITICAL:
+        yield
+        return
+    real = sys.stderr
+    sys.stderr = _OwnThreadStderr(real)
+    try:
+        yield
+    finally:
+        sys.stderr = real
 
 
 def execute(
@@ -213,8 +271,9 @@ def execute(
     add_sinks(
         outs["rows"], outs["quarantine"], job, outs["review"], outs["alerts"], outs["breaker"]
     )
-    result = p.run()
-    result.wait_until_finish()
+    with worker_prints_muted():
+        result = p.run()
+        result.wait_until_finish()
     return result, run, time.perf_counter() - t0
 
 

@@ -350,3 +350,48 @@ def test_the_post_processor_is_one_of_the_run_models():
     assert [m["name"] for m in two] == [m["name"] for m in one] + ["redact-rescorer"]
     assert two[-1]["sha256"] == reg["redact-rescorer"].sha256
     assert models_hash(one) != models_hash(two)
+
+
+_WORKER_TRACEBACK = """Traceback (most recent call last):
+  File "x.py", line 1, in mkdirs
+NotADirectoryError: [Errno 20] Not a directory: '/out/file.txt/sub'
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "y.py", line 2, in process
+{last}
+"""
+
+
+@pytest.mark.parametrize(
+    ("last", "message", "status"),
+    [
+        # the last error line of a worker's traceback (the multi-threaded DirectRunner re-raises
+        # it as text) decides, with Beam's RuntimeError wrapper taken off
+        (
+            "RuntimeError: OSError: [Errno 20] Not a directory: '/out/file.txt/sub' "
+            "[while running 'WriteManifest']",
+            "Not a directory: /out/file.txt/sub",
+            2,
+        ),
+        ("ValueError: bad value here [while running 'Publish']", "bad value here", 2),
+        # an unexpected error raised while handling a file-system error is not a user error
+        ("KeyError: 'tiles'", "KeyError: 'tiles' (unexpected", 1),
+    ],
+)
+def test_errors_reraised_as_worker_tracebacks(last, message, status):
+    err = RuntimeError(_WORKER_TRACEBACK.format(last=last))
+    got, code = describe_error(err)
+    assert code == status
+    assert got.startswith(message), got
+    assert "\n" not in got and "Traceback" not in got
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (no folder can be made there)")
+def test_a_sink_failure_in_a_two_worker_job_is_one_line(capsys, tmp_path):
+    """The default local run has two worker threads; Beam's SDK worker prints a failed bundle's
+    traceback straight to stderr there. The user still gets one line (and exit 2)."""
+    dst = "/proc/redact_cannot_create_this"
+    rc = main(_run_args(_image_folder(tmp_path), dst))
+    _assert_one_line_error(rc, capsys.readouterr().err, dst)

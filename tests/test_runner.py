@@ -17,13 +17,15 @@ SAMPLE = Path(__file__).parent / "data" / "sample_shard"
 
 
 def _config(local_workers: int = 2, threads: tuple[int, ...] = (0,)) -> RedactConfig:
-    base = RedactConfig.from_dict(
+    return RedactConfig.from_dict(
         {
             "season": {"local_workers": local_workers},
             "models": [{"name": f"m{i}", "intra_op_threads": t} for i, t in enumerate(threads)],
         }
     )
-    return base
+
+
+MT2 = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
 
 
 @pytest.mark.parametrize(
@@ -46,6 +48,14 @@ def _config(local_workers: int = 2, threads: tuple[int, ...] = (0,)) -> RedactCo
         (["--direct_num_workers=1"], 2, 8, [], 0),  # the user's choice wins
         (["--runner=DataflowRunner"], 2, 2, [], 0),  # remote: untouched
         (["--runner", "DataflowRunner"], 2, 2, [], 0),
+        (["--runner=direct"], 2, 2, MT2, 1),  # Beam's own spellings of the DirectRunner
+        (["--runner=apache_beam.runners.direct.DirectRunner"], 2, 2, MT2, 1),
+        (["--runner=FnApiRunner"], 2, 4, MT2, 2),
+        (["--runner=PrismRunner"], 2, 2, [], 0),  # ignores --direct_num_workers: untouched
+        (["--runner=BundleBasedDirectRunner"], 2, 2, [], 0),
+        (["--direct_running_mode=multi_processing"], 2, 4, [], 0),  # 1 worker by Beam's default
+        (["--direct_running_mode=in_memory"], 2, 4, [], 0),  # the user's mode is kept
+        (["--direct_num_workers=0", "--direct_running_mode=multi_threading"], 2, 8, [], 1),
     ],
 )
 def test_local_parallelism_table(beam_args, local_workers, cores, added, threads):
@@ -87,7 +97,7 @@ def _detections(out: Path) -> dict[str, list]:
     }
 
 
-def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path):
+def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path, monkeypatch):
     """The default local run (2 worker threads, 1 ONNX Runtime thread each) against Beam's
     single-threaded run with the ONNX Runtime default: same bytes, same detections."""
     src = tmp_path / "in"
@@ -97,11 +107,23 @@ def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path):
     h, w = img.shape[:2]
     cv2.imwrite(str(src / "mirrored.jpg"), img[:, ::-1])  # more images than worker threads
     cv2.imwrite(str(src / "crop.jpg"), img[h // 4 :, w // 5 :])
+    import redact.runner
+
+    seen: list[tuple[list[str], list[int]]] = []
+
+    def spy(config, beam_args, cores):
+        args, detector_config = local_parallelism(config, beam_args, cores)
+        seen.append((args, [m.intra_op_threads for m in detector_config.models]))
+        return args, detector_config
+
+    monkeypatch.setattr(redact.runner, "local_parallelism", spy)
     outs = {}
     for name, extra in (("one", ["--direct_num_workers=1"]), ("two", [])):
         out = tmp_path / name
         assert main(["run", "--input", str(src), "--output", str(out), *extra]) == 0
         outs[name] = out
+    assert seen[0] == (["--direct_num_workers=1"], [0])
+    assert seen[1][0] == MT2  # the default run really ran two worker threads
     one, two = (_published(outs[k]) for k in ("one", "two"))
     assert one and one.keys() == two.keys()
     assert one == two
