@@ -135,8 +135,8 @@ def apply_teacher(
     out).
 
     Plates wider than ``max_width`` of the image or taller than wide are ignored (teacher
-    false positives on windows and signs). A box that overlaps a label is never greyed out
-    (a grey patch inside a labelled plate would damage the label).
+    false positives on windows and signs). A box that overlaps a label, given or added here,
+    is never greyed out (a grey patch inside a labelled plate would damage the label).
     """
     extra: list[tuple[int, Box]] = []
     grey: list[Box] = []
@@ -148,9 +148,10 @@ def apply_teacher(
             continue
         if score >= pseudo_conf:
             extra.append((cls, box))
-        elif not any(_overlaps(box, b) for _, b in boxes):
+        else:
             grey.append(box)
-    return extra, grey
+    labels = boxes + extra
+    return extra, [g for g in grey if not any(_overlaps(g, b) for _, b in labels)]
 
 
 def _overlaps(a: Box, b: Box) -> bool:
@@ -531,11 +532,13 @@ def main(argv: list[str] | None = None) -> int:
                 args.face_grey_conf,
                 cls=FACE,
             )
-            grey_out(img, grey_p + grey_f)
-            by_name[name] = Sample(name, path, boxes + plates + faces, grey_p + grey_f)
+            labels = boxes + plates + faces
+            greys = [g for g in grey_p + grey_f if not any(_overlaps(g, b) for _, b in labels)]
+            grey_out(img, greys)
+            by_name[name] = Sample(name, path, labels, greys)
             eu["pseudo_plates"] += len(plates)
             eu["pseudo_faces"] += len(faces)
-            eu["greyed"] += len(grey_p) + len(grey_f)
+            eu["greyed"] += len(greys)
             plate_imgs[name] = img
             return img
 

@@ -283,3 +283,24 @@ def test_onnx_init_from_the_shipped_model_keeps_both_classes(tmp_path: Path) -> 
     model = torch.load(out, weights_only=False)["model"].float()
     prior = model.model[-1].cv3[0][2].bias.detach()
     assert prior.shape == (2,) and abs(float(prior[1]) - float(prior[0])) > 1e-6
+
+
+def test_apply_teacher_never_greys_over_a_label() -> None:
+    """Teacher boxes: a strong one becomes a label; weak ones are greyed out unless they
+    overlap a given label or one added in the same pass."""
+    bt = _load("build_train_data")
+    img = np.zeros((200, 400, 3), np.uint8)
+    given = [(1, (10.0, 10.0, 60.0, 30.0))]
+    hits = [
+        ((200.0, 100.0, 260.0, 120.0), 0.9),  # -> pseudo label
+        ((250.0, 110.0, 270.0, 125.0), 0.3),  # weak, overlaps the new label: kept
+        ((20.0, 12.0, 30.0, 20.0), 0.3),  # weak, inside the given plate: kept
+        ((300.0, 150.0, 340.0, 170.0), 0.3),  # weak, alone: greyed
+    ]
+
+    def teacher(_img, _conf):
+        return hits
+
+    extra, grey = bt.apply_teacher(img, given, teacher, 0.5, 0.1)
+    assert extra == [(1, (200.0, 100.0, 260.0, 120.0))]
+    assert grey == [(300.0, 150.0, 340.0, 170.0)]
