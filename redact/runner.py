@@ -28,6 +28,7 @@ from redact.io.inputs import check_output_location
 from redact.io.storage import InputSpec, normalize_dir
 from redact.manifest import RunInfo
 from redact.pipeline import NAMESPACE, JobSpec, add_sinks, build_pipeline, run_info
+from redact.pipeline.detect import runner_key
 from redact.pipeline.sources import Candidate, local_candidates
 from redact.postprocess import load_rescorer
 
@@ -139,16 +140,8 @@ def list_job(job: JobSpec, *, allow_empty: bool) -> tuple[JobSpec, list[Candidat
 
 
 # Runners that honour --direct_num_workers / --direct_running_mode (Beam's DirectRunner runs
-# a batch pipeline on the FnApiRunner), by Beam's normalised name (lower case, no "runner").
+# a batch pipeline on the FnApiRunner), by runner_key.
 _DIRECT_RUNNERS = frozenset({"direct", "switchingdirect", "fnapi"})
-
-
-def _runner_key(runner: object) -> str:
-    """Beam's runner name normalised as ``create_runner`` does: ``DirectRunner``, ``direct``
-    and ``apache_beam.runners.direct.DirectRunner`` are all ``direct``."""
-    name = runner if isinstance(runner, str) else type(runner).__name__
-    name = name.rsplit(".", 1)[-1].lower()
-    return name[: -len("runner")] if name.endswith("runner") else name
 
 
 def local_parallelism(
@@ -170,7 +163,7 @@ def local_parallelism(
     args = list(beam_args)
     options = PipelineOptions(args)
     runner = options.view_as(StandardOptions).runner
-    if runner is not None and _runner_key(runner) not in _DIRECT_RUNNERS:
+    if runner is not None and runner_key(runner) not in _DIRECT_RUNNERS:
         return args, config
     direct = options.view_as(DirectOptions)
     given = {a.split("=", 1)[0] for a in args} & {"--direct_num_workers", "--direct_running_mode"}

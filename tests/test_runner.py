@@ -128,3 +128,26 @@ def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path, monkeypa
     assert one and one.keys() == two.keys()
     assert one == two
     assert _detections(outs["one"]) == _detections(outs["two"])
+
+
+@pytest.mark.parametrize(
+    ("spelling", "key"),
+    [
+        ("DirectRunner", "direct"),
+        ("direct", "direct"),
+        ("apache_beam.runners.direct.DirectRunner", "direct"),
+        ("DataflowRunner", "dataflow"),
+        ("dataflow", "dataflow"),
+        ("PrismRunner", "prism"),
+    ],
+)
+def test_runner_key_reads_every_spelling_beam_accepts(spelling, key):
+    from types import SimpleNamespace
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from redact.pipeline.detect import is_local_runner, runner_key
+
+    assert runner_key(spelling) == key
+    pipeline = SimpleNamespace(options=PipelineOptions([f"--runner={spelling}"]))
+    assert is_local_runner(pipeline) == (key != "dataflow")  # type: ignore[arg-type]

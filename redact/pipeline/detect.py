@@ -20,25 +20,24 @@ _LOG = logging.getLogger(__name__)
 #: have no worker pools to right-fit, but still refuse to fuse steps with different resource
 #: hints: with the accelerator hint, every rendered tile (1.2 MB at 640 px) was pickled and
 #: held in memory between PrepareImage and RunInference (docs/performance.md).
-LOCAL_RUNNERS = frozenset(
-    {
-        "DirectRunner",
-        "SwitchingDirectRunner",
-        "BundleBasedDirectRunner",
-        "FnApiRunner",
-        "PrismRunner",
-    }
-)
+#: By :func:`runner_key` (Beam's spelling-free name).
+LOCAL_RUNNERS = frozenset({"direct", "switchingdirect", "bundlebaseddirect", "fnapi", "prism"})
+
+
+def runner_key(runner: object) -> str:
+    """A runner's name normalised as Beam's ``create_runner`` reads ``--runner``:
+    ``DirectRunner``, ``direct`` and ``apache_beam.runners.direct.DirectRunner`` are all
+    ``direct``; a runner object by its class name."""
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    name = name.rsplit(".", 1)[-1].lower()
+    return name[: -len("runner")] if name.endswith("runner") else name
 
 
 def is_local_runner(pipeline: beam.Pipeline) -> bool:
     """Whether ``pipeline`` runs on a local runner (:data:`LOCAL_RUNNERS`; no ``--runner`` is
     the DirectRunner)."""
     runner = pipeline.options.view_as(StandardOptions).runner
-    if runner is None:
-        return True
-    name = runner if isinstance(runner, str) else type(runner).__name__
-    return name.rsplit(".", 1)[-1] in LOCAL_RUNNERS
+    return runner is None or runner_key(runner) in LOCAL_RUNNERS
 
 
 def to_image_space(element: tuple[TileKey, Any]) -> tuple[str, TileResult | TileFailure]:
