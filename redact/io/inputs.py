@@ -359,9 +359,9 @@ def check_output_location(src_base: str, dst: str) -> str | None:
     """None if ``dst`` is a safe output folder for inputs under ``src_base``, else why not.
 
     Refused: a local ``dst`` under a file (it cannot be created); ``dst`` is the input folder
-    or contains it, compared on real paths (symlinks
-    resolved; same inode too, for case-insensitive filesystems and bind mounts). Allowed: a
-    distinct subfolder of the input (the tool's own folders are excluded from the listing).
+    or contains it, compared on real paths (symlinks resolved; same inode too, for
+    case-insensitive filesystems and bind mounts). Allowed: a distinct subfolder of the input
+    (the tool's own folders are excluded from the listing).
     Remote: normalised URIs. A local input and a remote output (or the reverse) never clash.
     """
     if _is_remote(src_base) or _is_remote(dst):
