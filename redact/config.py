@@ -328,7 +328,7 @@ class SeasonConfig:
     # Local runs (DirectRunner): worker threads (--direct_num_workers, multi_threading) unless
     # given on the command line; a detector whose intra_op_threads is 0 then gets
     # cores / local_workers threads. 2: measured 10-12 % faster than 1 worker with 2 ONNX
-    # Runtime threads on 2 cores (interleaved runs), 1.6-1.7 GB peak (docs/performance.md);
+    # Runtime threads on 2 cores (interleaved runs), 1617-1710 MB peak (docs/performance.md);
     # 1 = Beam's single-threaded default.
     local_workers: int = 2
     progress_interval_s: float = 30.0  # a progress log line at most this often (per worker)
