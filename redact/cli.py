@@ -169,6 +169,7 @@ USER_ERRORS: tuple[tuple[str, str], ...] = (
 _NAMED = re.compile(
     r"^(?:[\w.]+\.)?(" + "|".join(name for _, name in USER_ERRORS) + r"): (.+)$", re.MULTILINE
 )
+_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 # The DirectRunner's multi-threading mode re-raises a worker's error as a RuntimeError whose
 # text is the worker's traceback; its last "Type: message" line is the error that ended it
 # ("RuntimeError: OSError: [Errno 20] Not a directory: ... [while running ...]").
@@ -197,9 +198,6 @@ def _reraised(text: str) -> tuple[str, str] | None:
     if errno is not None:  # "[Errno 2] No such file ...: 'p'" as an OSError's own line says it
         message = f"{errno.group(1)}: {errno.group(2)}"
     return name.rsplit(".", 1)[-1], message
-
-
-_BEAM_STEP = re.compile(r" \[while running '[^']*'\]")
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
