@@ -121,11 +121,18 @@ def quantize(
     batches: list[np.ndarray],
     extra_prefixes: tuple[str, ...] = (),
     moving_average: bool = False,
+    percentile: float | None = None,
 ) -> list[str]:
     """Static QDQ INT8 quantization of the convolutions of ``src`` into ``out``; returns the
     nodes left float (:func:`float_nodes` with ``extra_prefixes``). ``moving_average``: each
     activation's range is the moving average (constant 0.01) of the per-batch min/max
-    instead of the min/max over every batch (ORT's ``CalibMovingAverage``)."""
+    instead of the min/max over every batch (ORT's ``CalibMovingAverage``). ``percentile``
+    (e.g. 99.999): each activation's range cuts ``(100 - percentile) / 2`` % of its values
+    off each end of a histogram over every calibration batch (ORT's percentile calibrator,
+    asymmetric), streamed one batch at a time (``CalibStridedMinMax``: ORT otherwise holds
+    every activation of every batch before it builds the histograms)."""
+    if moving_average and percentile is not None:
+        raise ValueError("moving_average and percentile are two different range rules")
     import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -141,12 +148,31 @@ def quantize(
     )
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
+        """The batches in order; ``set_range`` (strided calibration) limits it to a slice."""
+
         def __init__(self) -> None:
             self._it = iter(batches)
+
+        def __len__(self) -> int:
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(batches[start_index:end_index])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             b = next(self._it, None)
             return None if b is None else {input_name: b}
+
+    if percentile is None:
+        method = CalibrationMethod.MinMax
+        options: dict[str, object] = {"CalibMovingAverage": moving_average}
+    else:
+        method = CalibrationMethod.Percentile
+        options = {
+            "CalibPercentile": percentile,
+            "CalibTensorRangeSymmetric": False,
+            "CalibStridedMinMax": 1,
+        }
 
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -163,8 +189,8 @@ def quantize(
             per_channel=True,
             op_types_to_quantize=["Conv"],
             nodes_to_exclude=keep,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"CalibMovingAverage": moving_average},
+            calibrate_method=method,
+            extra_options=options,
         )
     return keep
 
@@ -224,7 +250,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="activation ranges: moving average of per-batch min/max (default: global min/max)",
     )
+    ap.add_argument(
+        "--percentile",
+        type=float,
+        default=None,
+        metavar="P",
+        help="activation ranges: the central P %% of each activation's values over every "
+        "calibration batch (e.g. 99.999; default: global min/max)",
+    )
     args = ap.parse_args(argv)
+    if args.percentile is not None and not 50.0 < args.percentile <= 100.0:
+        ap.error(f"--percentile {args.percentile}: must be in (50, 100]")
+    if args.percentile is not None and args.moving_average:
+        ap.error("--percentile and --moving-average are two different range rules: pick one")
     try:
         extra = float_prefixes(args.keep_float)
     except ValueError as e:
@@ -242,12 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"only {len(batches)} calibration batches: give more images")
     held_out, calib = batches[-2:], batches[:-2]
     t0 = time.perf_counter()
-    keep = quantize(args.src, args.out, calib, extra, args.moving_average)
+    keep = quantize(args.src, args.out, calib, extra, args.moving_average, args.percentile)
     figures: dict[str, object] = {
         "src": str(args.src),
         "out": str(args.out),
         "keep_float": args.keep_float,
         "moving_average": args.moving_average,
+        "percentile": args.percentile,
         "float_convs": sum(1 for n in keep if n.endswith("Conv")),
         "calibration_tiles": sum(len(b) for b in calib),
         "quantize_s": round(time.perf_counter() - t0, 1),

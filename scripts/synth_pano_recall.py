@@ -11,6 +11,12 @@ decision, manifest floor and up), so size rules can be checked against real near
 
     nice -n 5 .venv/bin/python scripts/synth_pano_recall.py --work /tmp/synth
 
+``--ground-plane LO,HI`` places faces as a street camera sees them instead: a pitch in
+[LO, HI] deg (below the horizon), a camera 2.0-3.0 m above the ground and a face centre
+1.0-1.8 m above it (children to tall adults), so the face's angular size follows from its
+distance (:func:`ground_plane_face`). This checks a tiling that lowers the resolution away
+from the horizon against faces of the sizes that physics puts there.
+
 Outputs stay in WORK (outside the repo): they hold real faces.
 """
 
@@ -59,6 +65,26 @@ def maskon_dev_faces(min_px: float) -> list[tuple[Path, tuple[float, float, floa
     return out
 
 
+FACE_HEIGHT_M = 0.18  # chin to brow of a MaskON-style face box (small adult)
+
+
+def ground_plane_face(
+    pitch_deg: float, camera_m: float, face_m: float, face_height_m: float = FACE_HEIGHT_M
+) -> float:
+    """Angular height (deg) of a face whose centre is seen at ``pitch_deg`` (< 0: below the
+    horizon) by a camera ``camera_m`` above flat ground, the face centre ``face_m`` above it.
+
+    The face is ``(camera_m - face_m) / sin(-pitch)`` metres from the camera along the ray.
+    """
+    drop = camera_m - face_m
+    if pitch_deg >= 0 or drop <= 0:
+        raise ValueError(
+            f"a face below the camera needs pitch < 0 and drop > 0, got {pitch_deg}, {drop}"
+        )
+    slant = drop / math.sin(math.radians(-pitch_deg))
+    return math.degrees(2 * math.atan(face_height_m / 2 / slant))
+
+
 def projected_box(view: PinholeView, box: tuple[float, float, float, float], w: int, h: int):
     xs, ys = box_outline(box, 16)
     ex, ey = dirs_to_equirect(view.pixels_to_dirs(xs, ys), w, h)
@@ -66,9 +92,17 @@ def projected_box(view: PinholeView, box: tuple[float, float, float, float], w: 
 
 
 def compose(
-    pano: np.ndarray, faces: list, lo: float, hi: float, n: int, rng: np.random.Generator
+    pano: np.ndarray,
+    faces: list,
+    lo: float,
+    hi: float,
+    n: int,
+    rng: np.random.Generator,
+    ground: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, list[list[float]]]:
-    """Paste ``n`` faces of angular height in [lo, hi) deg at evenly spread yaws."""
+    """Paste ``n`` faces of angular height in [lo, hi) deg at evenly spread yaws; with
+    ``ground`` = (pitch lo, pitch hi) the pitch is drawn there and the size follows from
+    :func:`ground_plane_face` (``lo``/``hi`` unused)."""
     h, w = pano.shape[:2]
     out = pano.copy()
     boxes = []
@@ -84,13 +118,19 @@ def compose(
         y2 = min(img.shape[0], math.ceil(cy + CONTEXT * bh / 2))
         crop = img[y1:y2, x1:x2]
         local = (box[0] - x1, box[1] - y1, box[2] - x1, box[3] - y1)
-        deg = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        if ground is None:
+            deg = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            pitch = float(rng.uniform(-35.0, 10.0))
+        else:
+            pitch = float(rng.uniform(*ground))
+            deg = ground_plane_face(
+                pitch, float(rng.uniform(2.0, 3.0)), float(rng.uniform(1.0, 1.8))
+            )
         # focal so the face spans `deg` degrees: bh / focal = 2 tan(deg / 2)
         focal = bh / (2 * math.tan(math.radians(deg) / 2))
         # yaw in its slot, away from the seam (the paste helper does not wrap)
         yaw = -180 + slot * (k + 0.5) + float(rng.uniform(-0.15, 0.15)) * slot
         yaw = float(np.clip(yaw, -170, 170))
-        pitch = float(rng.uniform(-35.0, 10.0))
         # the crop's centre is the face centre: the view looks at the face
         view = PinholeView(
             yaw, pitch, focal, crop.shape[1], crop.shape[0], roll_deg=float(rng.normal(0, 3))
@@ -112,9 +152,21 @@ def main() -> int:
     ap.add_argument("--config", help="config for the run (default: configs/default.yaml)")
     ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
     ap.add_argument("--bins", help="only these size bins, e.g. 10-20,20-35 (default: all of BINS)")
+    ap.add_argument(
+        "--ground-plane",
+        metavar="LO,HI",
+        help="pitch band in deg (e.g. -45,-25): faces sized by a street camera's geometry",
+    )
     args = ap.parse_args()
+    ground = None
+    if args.ground_plane:
+        ground = tuple(float(v) for v in args.ground_plane.split(","))
+        if len(ground) != 2 or not ground[0] < ground[1] < 0:
+            ap.error("--ground-plane LO,HI: two pitches below the horizon, LO < HI < 0")
     bins = BINS
-    if args.bins:
+    if ground is not None:
+        bins = ((0.0, 90.0),)  # one set of composites; sizes come from the geometry
+    elif args.bins:
         bins = tuple(
             (float(a), float(b)) for a, b in (item.split("-") for item in args.bins.split(","))
         )
@@ -131,9 +183,12 @@ def main() -> int:
         for i in range(args.per_bin):
             bg = backgrounds[(b * args.per_bin + i) % len(backgrounds)]
             pano = cv2.imread(str(bg))
-            n = 10 if hi <= 5 else 6 if hi <= 10 else 4 if hi <= 20 else 3
-            comp, boxes = compose(pano, large if lo >= 10 else small, lo, hi, n, rng)
-            name = f"synth_{lo:g}-{hi:g}deg_{i}.jpg"
+            n = 8 if ground else 10 if hi <= 5 else 6 if hi <= 10 else 4 if hi <= 20 else 3
+            comp, boxes = compose(
+                pano, large if lo >= 10 and ground is None else small, lo, hi, n, rng, ground
+            )
+            tag = f"ground{ground[0]:g}_{ground[1]:g}" if ground else f"{lo:g}-{hi:g}deg"
+            name = f"synth_{tag}_{b}_{i}.jpg"
             cv2.imwrite(str(work / "input" / name), comp, [cv2.IMWRITE_JPEG_QUALITY, 92])
             iid = len(images)
             images.append(
@@ -166,7 +221,7 @@ def main() -> int:
     objs = [o for o in json.loads(ev.read_text())["objects"] if o["class"] == "face"]
     heights = {im["file_name"]: im["height"] for im in images}
     print("face height (deg) |   n | box@0.3 | pixel | best candidate score: min / p10 / median")
-    for lo, hi in (*bins, (14.4, 90.0)):
+    for lo, hi in (*(BINS if ground else bins), (14.4, 90.0)):
         sel = [o for o in objs if lo <= o["height_px"] / heights[Path(o["image"]).name] * 180 < hi]
         if not sel:
             continue

@@ -181,3 +181,37 @@ def test_sample_images_is_seeded_and_capped(tmp_path: Path) -> None:
     assert len(q.sample_images([src], 99, seed=0, dest=tmp_path / "c")) == 10
     with pytest.raises(ValueError):
         q.sample_images([tmp_path / "c" / "nothing"], 1, seed=0, dest=tmp_path / "d")
+
+
+def _activation_scales(path: Path) -> dict[str, float]:
+    """QuantizeLinear input tensor -> its scale (the calibrated range / 255)."""
+    g = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    return {
+        n.input[0]: float(inits[n.input[1]])
+        for n in g.node
+        if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1
+    }
+
+
+def test_percentile_ranges_ignore_a_rare_outlier_that_minmax_keeps(tmp_path: Path) -> None:
+    src = _tiny_convnet(tmp_path / "f.onnx")
+    rng = np.random.default_rng(3)
+    batches = [rng.random((4, 3, 32, 32), dtype=np.float32) for _ in range(6)]
+    batches[2] = batches[2].copy()
+    batches[2][0, :, 5, 5] = 500.0  # one hot pixel in 24,576 inputs
+    q.quantize(src, tmp_path / "mm.onnx", batches)
+    q.quantize(src, tmp_path / "pc.onnx", batches, percentile=99.9)
+    mm, pc = _activation_scales(tmp_path / "mm.onnx"), _activation_scales(tmp_path / "pc.onnx")
+    assert mm.keys() == pc.keys() and mm
+    # the conv input after the stem (ReLU output) carries the outlier: min/max stretches its
+    # range to cover it, the percentile range does not
+    name = "r1"
+    assert pc[name] < mm[name] / 20
+
+
+def test_percentile_and_moving_average_are_exclusive(tmp_path: Path) -> None:
+    src = _tiny_convnet(tmp_path / "f.onnx")
+    batch = [np.zeros((1, 3, 32, 32), np.float32)]
+    with pytest.raises(ValueError, match="different range rules"):
+        q.quantize(src, tmp_path / "x.onnx", batch, moving_average=True, percentile=99.9)
