@@ -258,7 +258,10 @@ def equirect_to_dirs(x: np.ndarray, y: np.ndarray, width: int, height: int) -> n
 
 @dataclass(frozen=True)
 class PinholeView:
-    """A pinhole camera on the sphere: direction, roll, focal length (px) and image size."""
+    """A pinhole camera on the sphere: direction, roll, focal length (px) and image size.
+
+    ``pitch_deg`` is positive *below* the horizon (the camera's y axis points down): a view
+    at pitch +30 looks at latitude -30 of the equirectangular image."""
 
     yaw_deg: float
     pitch_deg: float

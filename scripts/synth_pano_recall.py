@@ -11,7 +11,7 @@ decision, manifest floor and up), so size rules can be checked against real near
 
     nice -n 5 .venv/bin/python scripts/synth_pano_recall.py --work /tmp/synth
 
-``--ground-plane LO,HI`` places faces as a street camera sees them instead: a pitch in
+``--ground-plane=LO,HI`` (with ``=``: LO is negative) places faces as a street camera sees them instead: a pitch in
 [LO, HI] deg (below the horizon), a camera 2.0-3.0 m above the ground and a face centre
 1.0-1.8 m above it (children to tall adults), so the face's angular size follows from its
 distance (:func:`ground_plane_face`). This checks a tiling that lowers the resolution away
@@ -23,6 +23,7 @@ Outputs stay in WORK (outside the repo): they hold real faces.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import subprocess
@@ -40,8 +41,10 @@ from _train_common import (
     box_outline,
     centre_on_box,
     dirs_to_equirect,
+    dutch_items,
     parse_voc,
     paste_view,
+    uc3m_items,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +69,17 @@ def maskon_dev_faces(min_px: float) -> list[tuple[Path, tuple[float, float, floa
 
 
 FACE_HEIGHT_M = 0.18  # chin to brow of a MaskON-style face box (small adult)
+PLATE_HEIGHT_M = 0.11  # an EU plate (US plates are 0.15 m: larger)
+PLATE_Z_M = (0.3, 1.0)  # plate centre above the ground: cars to vans
+FACE_Z_M = (1.0, 1.8)  # face centre above the ground: children to tall adults
+
+
+def dev_plates(min_px: float) -> list[tuple[Path, tuple[float, float, float, float]]]:
+    """(image, plate box) of UC3M-LP val and the Dutch val frames (never trained on), plates
+    at least ``min_px`` tall."""
+    root = SHARED_DATA / "plates"
+    items = uc3m_items(root / "uc3m_lp_es", "val") + dutch_items(root / "dutch_nl", "val")
+    return [(img, b) for _, img, boxes in items for _, b in boxes if b[3] - b[1] >= min_px]
 
 
 def ground_plane_face(
@@ -85,6 +99,14 @@ def ground_plane_face(
     return math.degrees(2 * math.atan(face_height_m / 2 / slant))
 
 
+def _width(path: Path) -> int:
+    """Pixel width of a JPEG from its header (no full decode)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return int(im.size[0])
+
+
 def projected_box(view: PinholeView, box: tuple[float, float, float, float], w: int, h: int):
     xs, ys = box_outline(box, 16)
     ex, ey = dirs_to_equirect(view.pixels_to_dirs(xs, ys), w, h)
@@ -99,10 +121,12 @@ def compose(
     n: int,
     rng: np.random.Generator,
     ground: tuple[float, float] | None = None,
+    plates: bool = False,
 ) -> tuple[np.ndarray, list[list[float]]]:
     """Paste ``n`` faces of angular height in [lo, hi) deg at evenly spread yaws; with
     ``ground`` = (pitch lo, pitch hi) the pitch is drawn there and the size follows from
-    :func:`ground_plane_face` (``lo``/``hi`` unused)."""
+    :func:`ground_plane_face` (``lo``/``hi`` unused); ``plates``: the objects are plates
+    (:data:`PLATE_HEIGHT_M` at :data:`PLATE_Z_M`) instead of faces."""
     h, w = pano.shape[:2]
     out = pano.copy()
     boxes = []
@@ -123,17 +147,20 @@ def compose(
             pitch = float(rng.uniform(-35.0, 10.0))
         else:
             pitch = float(rng.uniform(*ground))
+            z_range, height_m = (PLATE_Z_M, PLATE_HEIGHT_M) if plates else (FACE_Z_M, FACE_HEIGHT_M)
             deg = ground_plane_face(
-                pitch, float(rng.uniform(2.0, 3.0)), float(rng.uniform(1.0, 1.8))
+                pitch, float(rng.uniform(2.0, 3.0)), float(rng.uniform(*z_range)), height_m
             )
         # focal so the face spans `deg` degrees: bh / focal = 2 tan(deg / 2)
         focal = bh / (2 * math.tan(math.radians(deg) / 2))
         # yaw in its slot, away from the seam (the paste helper does not wrap)
         yaw = -180 + slot * (k + 0.5) + float(rng.uniform(-0.15, 0.15)) * slot
         yaw = float(np.clip(yaw, -170, 170))
-        # the crop's centre is the face centre: the view looks at the face
+        # the crop's centre is the face centre: the view looks at the face. PinholeView's
+        # pitch is positive *below* the horizon (_train_common.rotation), so it gets -pitch;
+        # before 2026-12-02 this passed `pitch` and the faces landed at latitudes -10..+35.
         view = PinholeView(
-            yaw, pitch, focal, crop.shape[1], crop.shape[0], roll_deg=float(rng.normal(0, 3))
+            yaw, -pitch, focal, crop.shape[1], crop.shape[0], roll_deg=float(rng.normal(0, 3))
         )
         shifted, local = centre_on_box(crop, local)
         try:
@@ -157,7 +184,17 @@ def main() -> int:
         metavar="LO,HI",
         help="pitch band in deg (e.g. -45,-25): faces sized by a street camera's geometry",
     )
+    ap.add_argument(
+        "--plates",
+        action="store_true",
+        help="paste UC3M-LP val / Dutch val plates instead of faces (needs --ground-plane)",
+    )
+    ap.add_argument(
+        "--min-width", type=int, default=0, help="only dev panoramas at least this wide (px)"
+    )
     args = ap.parse_args()
+    if args.plates and not args.ground_plane:
+        ap.error("--plates needs --ground-plane (plates are sized by the street geometry)")
     ground = None
     if args.ground_plane:
         ground = tuple(float(v) for v in args.ground_plane.split(","))
@@ -174,9 +211,17 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     names = sorted(json.loads((SHARED_DATA / "panoramas" / "dev_labels.json").read_text()))
     backgrounds = [SHARED_DATA / "panoramas" / "amsterdam_street" / n for n in names]
-    small = maskon_dev_faces(16)
-    large = maskon_dev_faces(64)
-    print(f"faces: {len(small)} >= 16 px, {len(large)} >= 64 px (MaskON dev split)")
+    backgrounds = [bg for bg in backgrounds if _width(bg) >= args.min_width]
+    if not backgrounds:
+        ap.error(f"no dev panorama is at least {args.min_width} px wide")
+    cls_name, cls_id = ("license_plate", 1) if args.plates else ("face", 0)
+    if args.plates:
+        small = large = dev_plates(10)
+        print(f"plates: {len(small)} >= 10 px tall (UC3M-LP val, Dutch val)")
+    else:
+        small = maskon_dev_faces(16)
+        large = maskon_dev_faces(64)
+        print(f"faces: {len(small)} >= 16 px, {len(large)} >= 64 px (MaskON dev split)")
     images, anns = [], []
     (work / "input").mkdir(parents=True, exist_ok=True)
     for b, (lo, hi) in enumerate(bins):
@@ -185,7 +230,14 @@ def main() -> int:
             pano = cv2.imread(str(bg))
             n = 8 if ground else 10 if hi <= 5 else 6 if hi <= 10 else 4 if hi <= 20 else 3
             comp, boxes = compose(
-                pano, large if lo >= 10 and ground is None else small, lo, hi, n, rng, ground
+                pano,
+                large if lo >= 10 and ground is None else small,
+                lo,
+                hi,
+                n,
+                rng,
+                ground,
+                args.plates,
             )
             tag = f"ground{ground[0]:g}_{ground[1]:g}" if ground else f"{lo:g}-{hi:g}deg"
             name = f"synth_{tag}_{b}_{i}.jpg"
@@ -199,14 +251,14 @@ def main() -> int:
                     {
                         "id": len(anns),
                         "image_id": iid,
-                        "category_id": 0,
+                        "category_id": cls_id,
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                     }
                 )
     labels = work / "labels.json"
     cats = [{"id": 0, "name": "face"}, {"id": 1, "name": "license_plate"}]
     labels.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    print(f"{len(images)} composites, {len(anns)} faces -> {work / 'input'}")
+    print(f"{len(images)} composites, {len(anns)} {cls_name}s -> {work / 'input'}")
     py = [sys.executable, "-m", "redact.cli"]
     if not args.skip_run:
         cfg = ["--config", args.config] if args.config else []
@@ -218,9 +270,11 @@ def main() -> int:
          "--published", str(work / "output"), "--json", str(ev)],
         check=True, cwd=REPO, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    objs = [o for o in json.loads(ev.read_text())["objects"] if o["class"] == "face"]
+    objs = [o for o in json.loads(ev.read_text())["objects"] if o["class"] == cls_name]
     heights = {im["file_name"]: im["height"] for im in images}
-    print("face height (deg) |   n | box@0.3 | pixel | best candidate score: min / p10 / median")
+    print(
+        f"{cls_name} height (deg) |   n | box@0.3 | pixel | best candidate score: min / p10 / median"
+    )
     for lo, hi in (*(BINS if ground else bins), (14.4, 90.0)):
         sel = [o for o in objs if lo <= o["height_px"] / heights[Path(o["image"]).name] * 180 < hi]
         if not sel:
@@ -232,6 +286,22 @@ def main() -> int:
             f"  {lo:5.1f}-{hi:<5.1f}       | {len(sel):3d} |  {rec:.3f}  | {pix:.3f} | "
             f"{sc.min():.3f} / {np.quantile(sc, 0.1):.3f} / {np.median(sc):.3f}"
         )
+    if ground is not None:
+        print(
+            f"{cls_name} pitch (deg) |   n | box@0.3 | pixel | best candidate score: min / p10 / median"
+        )
+        edges = np.arange(math.floor(ground[0] / 10) * 10, ground[1] + 10, 10.0)
+        for lo, hi in itertools.pairwise(edges):
+            sel = [o for o in objs if o["lat_deg"] is not None and lo <= o["lat_deg"] < hi]
+            if not sel:
+                continue
+            rec = np.mean([o["matched_iou0.3"] for o in sel])
+            pix = np.mean([o["pixel_coverage"] or 0 for o in sel])
+            sc = np.array([o["best_candidate_score"] or 0.0 for o in sel])
+            print(
+                f"  {lo:5.0f}..{hi:<5.0f}      | {len(sel):3d} |  {rec:.3f}  | {pix:.3f} | "
+                f"{sc.min():.3f} / {np.quantile(sc, 0.1):.3f} / {np.median(sc):.3f}"
+            )
     return 0
 
 

@@ -40,3 +40,12 @@ def test_ground_plane_face_rejects_faces_not_below_the_camera(
 ) -> None:
     with pytest.raises(ValueError):
         s.ground_plane_face(pitch, camera, face)
+
+
+def test_pinhole_pitch_is_positive_below_the_horizon() -> None:
+    import numpy as np
+    from _train_common import PinholeView, dirs_to_equirect
+
+    view = PinholeView(0.0, 30.0, 500.0, 100, 100)
+    _, y = dirs_to_equirect(view.pixels_to_dirs(np.array([50.0]), np.array([50.0])), 4000, 2000)
+    assert y[0] == pytest.approx(1000 + 2000 * 30 / 180)  # latitude -30: below the equator
