@@ -119,6 +119,52 @@ def test_preprocess_nchw_scaled_and_input_untouched():
         preprocess([tiles[0].astype(np.float32)], 8, np.float32)
 
 
+def test_preprocess_into_out_matches_a_fresh_tensor_and_checks_its_shape():
+    rng = np.random.default_rng(1)
+    tiles = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(3)]
+    out = np.full((3, 3, 8, 8), 7.0, np.float32)  # stale values are overwritten whole
+    got = preprocess(tiles, 8, np.float32, out=out)
+    assert got is out
+    np.testing.assert_array_equal(got, preprocess(tiles, 8, np.float32))
+    for bad in (np.empty((2, 3, 8, 8), np.float32), np.empty((3, 3, 8, 8), np.float16),
+                np.empty((3, 3, 8, 16), np.float32)[..., ::2]):  # fmt: skip
+        with pytest.raises(ValueError, match="C-contiguous"):
+            preprocess(tiles, 8, np.float32, out=bad)
+
+
+def test_input_buffer_is_reused_per_thread_and_grows():
+    import threading
+
+    from redact.detection.base import input_buffer
+
+    a = input_buffer(4, 16, np.float32)
+    b = input_buffer(2, 16, np.float32)
+    assert a.shape == (4, 3, 16, 16) and b.shape == (2, 3, 16, 16) and b.flags.c_contiguous
+    assert np.shares_memory(a, b)  # the smaller batch is a prefix of the same buffer
+    assert not np.shares_memory(a, input_buffer(4, 16, np.float16))  # per dtype
+    assert not np.shares_memory(a, input_buffer(4, 8, np.float32))  # per size
+    big = input_buffer(6, 16, np.float32)  # grown: a new buffer
+    assert big.shape[0] == 6 and np.shares_memory(big, input_buffer(1, 16, np.float32))
+    other: list[np.ndarray] = []
+    t = threading.Thread(target=lambda: other.append(input_buffer(6, 16, np.float32)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(big, other[0])  # another thread never gets this one
+
+
+def test_run_inference_twice_on_the_reused_buffer_gives_the_same_detections(color64):
+    h = _handler(color64)
+    model = h.load_model()
+    tile = draw_square(draw_square(_tile(), 16, 16, 24, "red"), 40, 0, 24, "blue")
+    first = [r.inference.detections for r in h.run_inference([tile, _tile()], model)]
+    list(h.run_inference([_tile(), _tile(), _tile()], model))  # other content, bigger batch
+    again = [r.inference.detections for r in h.run_inference([tile, _tile()], model)]
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+    assert len(first[0]) > 0
+
+
 def test_red_square_is_a_face_blue_square_a_plate(color64):
     h = _handler(color64)
     model = h.load_model()

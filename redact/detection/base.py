@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,18 +99,32 @@ def default_inference_fn(
     return model.forward(images)
 
 
-def preprocess(tiles: Sequence[np.ndarray], size: int, dtype: np.dtype | type) -> np.ndarray:
+def preprocess(
+    tiles: Sequence[np.ndarray],
+    size: int,
+    dtype: np.dtype | type,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Stack RGB tiles into a normalised NCHW tensor.
 
     Args:
         tiles: B arrays (H, W, 3) uint8 RGB; tiles not (size, size) are resized (area/linear).
         size: model input size S in pixels.
         dtype: float32 or float16.
+        out: optional C-contiguous (B, 3, S, S) ``dtype`` array to write into (overwritten
+            whole); default: a fresh one. The tiles are never modified.
 
     Returns:
-        (B, 3, S, S) ``dtype`` array in [0, 1], freshly allocated (inputs are not modified).
+        (B, 3, S, S) ``dtype`` array in [0, 1]: ``out`` when given.
     """
-    out = np.empty((len(tiles), 3, size, size), dtype=dtype)
+    shape = (len(tiles), 3, size, size)
+    if out is None:
+        out = np.empty(shape, dtype=dtype)
+    elif out.shape != shape or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+        raise ValueError(
+            f"preprocess out: need a C-contiguous {shape} {np.dtype(dtype)} array, got "
+            f"{out.shape} {out.dtype}"
+        )
     for i, tile in enumerate(tiles):
         t = np.asarray(tile)
         if t.ndim != 3 or t.shape[2] != 3:
@@ -124,6 +139,26 @@ def preprocess(tiles: Sequence[np.ndarray], size: int, dtype: np.dtype | type) -
         out[i] = t.transpose(2, 0, 1)  # uint8 -> dtype conversion happens in this copy
     out *= np.asarray(1.0 / 255.0, dtype=dtype)
     return out
+
+
+_INPUT_BUFFERS = threading.local()
+
+
+def input_buffer(n: int, size: int, dtype: np.dtype | type) -> np.ndarray:
+    """A C-contiguous (n, 3, size, size) ``dtype`` array owned by the calling thread, reused by
+    its next call (the first ``n`` rows of one buffer per (size, dtype), grown on demand).
+
+    Why: a fresh 39 MB batch of eight 640 px float32 tiles is a fresh mapping the kernel
+    zeroes page by page; measured in a 3-panorama job that zeroing was 8.6 % of all CPU time.
+    Valid until the same thread asks again: use it for one inference call only.
+    """
+    cache: dict[tuple[int, str], np.ndarray] = _INPUT_BUFFERS.__dict__.setdefault("by_size", {})
+    key = (int(size), np.dtype(dtype).str)
+    buf = cache.get(key)
+    if buf is None or buf.shape[0] < n:
+        buf = np.empty((n, 3, size, size), dtype=dtype)
+        cache[key] = buf
+    return buf[:n]
 
 
 def _target_size(model: DetectorModel, spec: ModelSpec, tiles: Sequence[np.ndarray]) -> int:
@@ -291,7 +326,9 @@ class DetectorHandler(TileHandlerMixin, ModelHandler[np.ndarray, PredictionResul
             return []
         t0 = time.perf_counter()
         size = _target_size(model, self.spec, batch)
-        images = preprocess(batch, size, model.input_dtype)
+        images = preprocess(
+            batch, size, model.input_dtype, out=input_buffer(len(batch), size, model.input_dtype)
+        )
         if self.input_scale != 1.0:
             images *= np.asarray(self.input_scale, dtype=images.dtype)
         raw = np.asarray(self._inference_fn(model, images, inference_args))
