@@ -77,14 +77,29 @@ def test_default_plan_table() -> None:
         (28.216, 20.625): 15,
         (28.216, 1.875): 15,
         (28.216, -16.875): 15,
-        (28.216, -35.625): 14,
         (79.91, 38.333): 8,
         (79.91, -5.0): 8,
         (79.91, -48.333): 7,
     }
-    assert len(tiles) == 82
+    assert len(tiles) == 68
     assert tiles == plan_panorama_tiles(8000, 4000, TilingConfig())  # deterministic
     assert len({t.tile_id for t in tiles}) == len(tiles)
+
+
+def test_default_native_rows_are_the_old_top_three_rows() -> None:
+    """The default's native band (-26.25..30 deg) keeps the three upper rows of the former
+    -45..30 deg band tile for tile (only the ring at -35.6 deg is gone), so every object
+    above the cut is seen in the same tiles as before."""
+    old = TilingConfig(
+        levels=(TileLevel("native", 1.0, -45.0, 30.0, 4.0), *TilingConfig().levels[1:])
+    )
+    before = plan_panorama_tiles(8000, 4000, old)
+    after = plan_panorama_tiles(8000, 4000, TilingConfig())
+    native_after = [t for t in after if t.fov_deg < 30]
+    native_before = [t for t in before if t.fov_deg < 30]
+    assert len(native_before) == 59 and len(native_after) == 45
+    assert native_after == native_before[:45]
+    assert [t for t in after if t.fov_deg > 30] == [t for t in before if t.fov_deg > 30]
 
 
 def test_equator_band_hand_computed() -> None:
