@@ -100,7 +100,7 @@ class TileLevel:
 
     name: str = "native"
     scale: float = 1.0
-    pitch_min_deg: float = -45.0
+    pitch_min_deg: float = -45.0  # a user-defined level's default; the default plan: _default_levels
     pitch_max_deg: float = 30.0
     max_object_deg: float = 4.0
 
@@ -128,11 +128,13 @@ class PerspectiveTiling:
 
 def _default_levels() -> tuple[TileLevel, ...]:
     # Native resolution stops at -26.25 deg (until 2026-12-02: -45, a fourth ring of 14 tiles
-    # at -35.6): below it a street camera (2-3 m up) sees ground-level objects large, a face
-    # at least ~2.3 deg tall (a child's at 3 m height), >= 15 px in the coarse ring, and the
-    # three remaining native rows are exactly the old top three. 82 -> 68 tiles at 8000x4000,
-    # 12 % less CPU; dev panoramas and ground-plane composites lost no object
-    # (docs/tiling.md, docs/performance.md).
+    # at -35.6): below it a street camera (2-3 m up) sees ground-level objects near and large
+    # (an upright child's face >= ~2 deg, ~14 px in the coarse ring at 8000x4000; a plate's
+    # height only ~1 deg, 6-8 px there: plates pay for this, see docs/tiling.md). At
+    # 8000x4000 the three remaining native rows are exactly the old top three: 82 -> 68 tiles
+    # (job CPU -6..-13 % measured together with the input-buffer change); 4000x2000 keeps 36
+    # tiles in shifted rows. Dev panoramas lost no object; ground-plane composites lost no
+    # blur, but plate scores halve below -26 deg. configs/regions/high-privacy.yaml keeps -45.
     return (
         TileLevel("native", 1.0, -26.25, 30.0, 4.0),
         TileLevel("coarse", 0.3, -70.0, 60.0, 30.0),

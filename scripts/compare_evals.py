@@ -4,8 +4,8 @@
     .venv/bin/python scripts/compare_evals.py /tmp/ev_fp32 /tmp/ev_int8 [--sets pano,maskon]
 
 For every labelled object (image, class, box; don't-care objects left out) of every set in
-both ``WORK/eval/<set>.json``, it prints the objects the second run loses or gains on each
-criterion (box match at IoU 0.3, "sufficiently blurred"), and a count per set. A speed-up
+both ``WORK/eval/<set>.json``, it prints per set how many objects the second run loses and
+gains on each criterion (box match at IoU 0.3, "sufficiently blurred") and lists the lost ones. A speed-up
 ships only with nothing in the "lost" columns (issue #13's rule). Exit status 0 either way.
 """
 

@@ -12,7 +12,7 @@ AVX512-VNNI / AVX-VNNI where the CPU has them; TensorRT reads the same QDQ graph
 INT8). Only convolutions are quantized, and not all of them: YOLOv8's SiLU, concatenations and
 the decoding head (DFL softmax, box arithmetic, class sigmoids) stay float, and so do the two
 stem convolutions and the final 1x1 box/class convolutions (measured on faceghost: quantizing
-those moved face scores by up to 0.44 and cost small-face recall; keeping them float, 0.07). Calibration: min/max over tiles cut by the project's own tiler
+those moved face scores by up to 0.44 and cost small-face recall; keeping them float, 0.07). Calibration: min/max (or ``--moving-average``, or ``--percentile P``) over tiles cut by the project's own tiler
 (``export_engine.calibration_batches``) from a seeded random sample of ``--calib-dir``
 images; never use dev images for it.
 

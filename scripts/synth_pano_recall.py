@@ -14,7 +14,8 @@ decision, manifest floor and up), so size rules can be checked against real near
 ``--ground-plane=LO,HI`` (with ``=``: LO is negative) places faces as a street camera sees them instead: a pitch in
 [LO, HI] deg (below the horizon), a camera 2.0-3.0 m above the ground and a face centre
 1.0-1.8 m above it (children to tall adults), so the face's angular size follows from its
-distance (:func:`ground_plane_face`). This checks a tiling that lowers the resolution away
+distance (:func:`ground_plane_face`); with ``--plates`` the objects are UC3M-LP val / Dutch
+val plates 0.3-1.0 m above the ground instead. This checks a tiling that lowers the resolution away
 from the horizon against faces of the sizes that physics puts there.
 
 Outputs stay in WORK (outside the repo): they hold real faces.
@@ -85,10 +86,13 @@ def dev_plates(min_px: float) -> list[tuple[Path, tuple[float, float, float, flo
 def ground_plane_face(
     pitch_deg: float, camera_m: float, face_m: float, face_height_m: float = FACE_HEIGHT_M
 ) -> float:
-    """Angular height (deg) of a face whose centre is seen at ``pitch_deg`` (< 0: below the
-    horizon) by a camera ``camera_m`` above flat ground, the face centre ``face_m`` above it.
+    """Angular height (deg) of an upright face (or plate) whose centre is seen at
+    ``pitch_deg`` (< 0: below the horizon) by a camera ``camera_m`` above flat ground, the
+    centre ``face_m`` above it.
 
-    The face is ``(camera_m - face_m) / sin(-pitch)`` metres from the camera along the ray.
+    The object is ``(camera_m - face_m) / sin(-pitch)`` metres away along the ray and, being
+    vertical, is seen foreshortened by ``cos(pitch)`` (the crop is still pasted square-on to
+    the ray: only its size follows the geometry).
     """
     drop = camera_m - face_m
     if pitch_deg >= 0 or drop <= 0:
@@ -96,7 +100,9 @@ def ground_plane_face(
             f"a face below the camera needs pitch < 0 and drop > 0, got {pitch_deg}, {drop}"
         )
     slant = drop / math.sin(math.radians(-pitch_deg))
-    return math.degrees(2 * math.atan(face_height_m / 2 / slant))
+    return math.degrees(
+        2 * math.atan(face_height_m * math.cos(math.radians(pitch_deg)) / 2 / slant)
+    )
 
 
 def _width(path: Path) -> int:

@@ -18,7 +18,7 @@ def _obj(
         "image": f"/w/input/pano/{image}",
         "class": "face",
         "box": box,
-        "dont_care": {0.3: dc},
+        "dont_care": dc,  # metrics.ObjectEval.as_dict writes a bool
         "matched_iou0.3": matched,
         "sufficiently_blurred": sufficient,
     }

@@ -144,6 +144,7 @@ def test_input_buffer_is_reused_per_thread_and_grows():
     assert not np.shares_memory(a, input_buffer(4, 16, np.float16))  # per dtype
     assert not np.shares_memory(a, input_buffer(4, 8, np.float32))  # per size
     big = input_buffer(6, 16, np.float32)  # grown: a new buffer
+    assert not np.shares_memory(a, big)
     assert big.shape[0] == 6 and np.shares_memory(big, input_buffer(1, 16, np.float32))
     other: list[np.ndarray] = []
     t = threading.Thread(target=lambda: other.append(input_buffer(6, 16, np.float32)))

@@ -60,7 +60,7 @@ class PrepareImage(beam.DoFn):
     ``(TileKey, (S,S,3) uint8)``; tagged ``failed``: manifest rows of images that could not be
     read or decoded.
 
-    The remap maps (about 270 MB for the 82 tiles of an 8000x4000 layout, 2 s to build) live
+    The remap maps (about 220 MB for the 68 tiles of an 8000x4000 layout, ~2 s to build) live
     in one :class:`RemapCache` per worker process, shared by every thread's DoFn instance
     through :class:`apache_beam.utils.shared.Shared`: built once per worker, not once per
     DoFn instance (Dataflow runs one instance per harness thread).
