@@ -105,6 +105,17 @@ def ground_plane_face(
     )
 
 
+def _stats_row(sel: list[dict]) -> str:
+    """Table cells for eval objects: n, box recall@0.3, mean pixel coverage, best scores."""
+    rec = np.mean([o["matched_iou0.3"] for o in sel])
+    pix = np.mean([o["pixel_coverage"] or 0 for o in sel])
+    sc = np.array([o["best_candidate_score"] or 0.0 for o in sel])
+    return (
+        f"| {len(sel):3d} |  {rec:.3f}  | {pix:.3f} | "
+        f"{sc.min():.3f} / {np.quantile(sc, 0.1):.3f} / {np.median(sc):.3f}"
+    )
+
+
 def _width(path: Path) -> int:
     """Pixel width of a JPEG from its header (no full decode)."""
     from PIL import Image
@@ -278,36 +289,22 @@ def main() -> int:
     )  # fmt: skip
     objs = [o for o in json.loads(ev.read_text())["objects"] if o["class"] == cls_name]
     heights = {im["file_name"]: im["height"] for im in images}
-    print(
-        f"{cls_name} height (deg) |   n | box@0.3 | pixel | best candidate score: min / p10 / median"
-    )
+    head = "|   n | box@0.3 | pixel | best candidate score: min / p10 / median"
+    print(f"{cls_name} height (deg) {head}")
     for lo, hi in (*(BINS if ground else bins), (14.4, 90.0)):
         sel = [o for o in objs if lo <= o["height_px"] / heights[Path(o["image"]).name] * 180 < hi]
-        if not sel:
-            continue
-        rec = np.mean([o["matched_iou0.3"] for o in sel])
-        pix = np.mean([o["pixel_coverage"] or 0 for o in sel])
-        sc = np.array([o["best_candidate_score"] or 0.0 for o in sel])
-        print(
-            f"  {lo:5.1f}-{hi:<5.1f}       | {len(sel):3d} |  {rec:.3f}  | {pix:.3f} | "
-            f"{sc.min():.3f} / {np.quantile(sc, 0.1):.3f} / {np.median(sc):.3f}"
-        )
+        if sel:
+            print(f"  {lo:5.1f}-{hi:<5.1f}       {_stats_row(sel)}")
     if ground is not None:
-        print(
-            f"{cls_name} pitch (deg) |   n | box@0.3 | pixel | best candidate score: min / p10 / median"
+        print(f"{cls_name} pitch (deg) {head}")
+        # 10 deg bins from below LO to above HI: box centres land a little off the drawn pitch
+        edges = np.arange(
+            math.floor(ground[0] / 10) * 10, math.ceil(ground[1] / 10) * 10 + 11, 10.0
         )
-        edges = np.arange(math.floor(ground[0] / 10) * 10, ground[1] + 10, 10.0)
         for lo, hi in itertools.pairwise(edges):
             sel = [o for o in objs if o["lat_deg"] is not None and lo <= o["lat_deg"] < hi]
-            if not sel:
-                continue
-            rec = np.mean([o["matched_iou0.3"] for o in sel])
-            pix = np.mean([o["pixel_coverage"] or 0 for o in sel])
-            sc = np.array([o["best_candidate_score"] or 0.0 for o in sel])
-            print(
-                f"  {lo:5.0f}..{hi:<5.0f}      | {len(sel):3d} |  {rec:.3f}  | {pix:.3f} | "
-                f"{sc.min():.3f} / {np.quantile(sc, 0.1):.3f} / {np.median(sc):.3f}"
-            )
+            if sel:
+                print(f"  {lo:5.0f}..{hi:<5.0f}      {_stats_row(sel)}")
     return 0
 
 
