@@ -28,9 +28,19 @@ Sets (``../shared/data``; dev splits and the 12 dev panoramas are never read):
   Candidates matching a pasted object are positives, the rest are negatives like ``bg``.
 
 Matching: a candidate is a positive when its IoU with a labelled box of its class is >= 0.3
-or it holds >= 60 % of a labelled box and is at most 3x its size; a negative when its IoU
+or it holds >= 60 % of a labelled box and is at most 9x its size; a negative when its IoU
 with every labelled box (either class) is < 0.1 and it holds < 20 % of any; else ignored.
 Sample weight (training loss) = set weight x clip(sqrt(box area) / 24, 0.5, 4).
+
+Teacher pseudo-labels (``--teacher``, default the CenterFace teacher: a detector built
+independently of stage 1, which was initialised from faceghost): the teacher runs through the
+same job over the sets whose faces are not (all) labelled (``TEACHER_SETS``). A face candidate
+that is not a labelled positive becomes a PSEUDO positive when the teacher finds a face there
+at >= ``TEACHER_POSITIVE`` and stage 1 scored it >= ``PSEUDO_STAGE1`` (two differently built
+detectors agree: real faces in UC3M-LP's streets, faces and posters the panorama publisher did
+not blur, MaskON's unlabelled background faces); one the teacher scores >= ``TEACHER_IGNORE``
+there is IGNORED instead of a negative (a face-like box two detectors half agree on is not a
+trustworthy negative). Low-detail boxes of the panoramas stay ignored either way.
 
     nice -n 5 .venv/bin/python scripts/mine_candidates.py --work /tmp/mine
 
@@ -81,6 +91,10 @@ CROP_SIZE = 48
 CONTEXT = 2.0
 PASTE_CONTEXT = 2.6  # pasted source crop = object box x this (the 2x window is real context)
 DETAIL_IGNORE = 2.5  # mean |Laplacian| (8-bit levels) of a box scaled to 32 px tall
+TEACHER_SETS = ("maskon", "uc3m", "bg", "comp")  # sets with unlabelled faces
+TEACHER_POSITIVE = 0.5  # teacher score that, with stage 1 >= PSEUDO_STAGE1, makes a positive
+PSEUDO_STAGE1 = 0.1
+TEACHER_IGNORE = 0.2  # teacher score that turns a would-be face negative into IGNORE
 
 
 # ------------------------------------------------------------------------------- sources
@@ -262,6 +276,45 @@ def label_candidates(
     return out
 
 
+def apply_teacher(
+    lab: np.ndarray,
+    xyxy: np.ndarray,
+    cls: np.ndarray,
+    stage1: np.ndarray,
+    teacher_xyxy: np.ndarray,
+    teacher_score: np.ndarray,
+    period: float | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Teacher pseudo-labels of one image's FACE candidates (see the module docstring).
+
+    Args:
+        lab: (N,) int8 labels from :func:`label_candidates` (1, 0, -1).
+        xyxy, cls, stage1: (N, 4) candidate boxes (pixels), (N,) classes, (N,) stage-1 scores.
+        teacher_xyxy, teacher_score: (M, 4) and (M,) the teacher's face detections.
+        period: image width on panoramas (seam-aware matching), else None.
+
+    Returns:
+        (N,) int8 new labels and (N,) bool: which candidates became pseudo positives.
+    """
+    out = lab.astype(np.int8).copy()
+    pseudo = np.zeros(len(lab), bool)
+    tb = np.asarray(teacher_xyxy, np.float64).reshape(-1, 4)
+    ts = np.asarray(teacher_score, np.float64).reshape(-1)
+    if not len(lab) or not len(tb):
+        return out, pseudo
+    face = (cls == FACE) & (lab != 1)
+    strong = [(FACE, tuple(b)) for b in tb[ts >= TEACHER_POSITIVE]]
+    weak = [(FACE, tuple(b)) for b in tb[ts >= TEACHER_IGNORE]]
+    if strong:
+        hit = label_candidates(xyxy, cls, strong, period) == 1
+        pseudo = face & hit & (stage1 >= PSEUDO_STAGE1)
+    if weak:
+        near = label_candidates(xyxy, np.full(len(xyxy), FACE), weak, period) != 0
+        out[face & near & (out == 0)] = -1
+    out[pseudo] = 1
+    return out, pseudo
+
+
 def box_detail(gray: np.ndarray, box: np.ndarray, wrap: bool) -> float:
     """Mean |Laplacian| (8-bit levels) of the box scaled to 32 px tall (seam-aware)."""
     h, w = gray.shape
@@ -360,6 +413,21 @@ SET_NEG_CLASSES = {
 }
 
 
+def teacher_faces(work: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """relative path -> ((M, 4) boxes, (M,) scores) of the teacher run's face detections
+    (empty when the teacher did not run)."""
+    from redact.evaluation.dataset import load_manifest_images
+
+    manifest = work / "teacher_output" / "_manifest"
+    if not manifest.exists():
+        return {}
+    out = {}
+    for row in load_manifest_images(str(manifest)):
+        face = row.det_class == FACE
+        out[row.relative_path] = (row.det_xyxy[face], row.det_score[face])
+    return out
+
+
 def extract(work: Path, labels: dict[str, dict]) -> None:
     from redact.classes import Projection
     from redact.detections import Detections
@@ -367,9 +435,11 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
     from redact.postprocess import candidate_features
 
     rows = load_manifest_images(str(work / "output" / "_manifest"))
+    teacher = teacher_faces(work)
     crops_all, feats_all, lab_all, w_all, cls_all, s1_all, set_all, img_all, box_all = (
         [] for _ in range(9)
     )
+    pseudo_all = []
     stats: dict[str, dict[str, int]] = {}
     for k, row in enumerate(rows):
         info = labels.get(row.relative_path)
@@ -387,16 +457,30 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         lab = label_candidates(row.det_xyxy, row.det_class, gt, float(row.width) if wrap else None)
         neg_ok = np.isin(row.det_class, SET_NEG_CLASSES[set_name])
         lab = np.where((lab == 0) & ~neg_ok, -1, lab).astype(np.int8)
+        pseudo = np.zeros(len(lab), bool)
+        if set_name in TEACHER_SETS and row.relative_path in teacher:
+            tb, ts = teacher[row.relative_path]
+            lab, pseudo = apply_teacher(
+                lab,
+                row.det_xyxy,
+                row.det_class,
+                row.det_score,
+                tb,
+                ts,
+                float(row.width) if wrap else None,
+            )
         if set_name in ("bg", "comp"):  # pre-anonymised patches are IGNORE, never negatives
             gray = cv2.cvtColor(pix, cv2.COLOR_RGB2GRAY)
-            for i in np.nonzero(lab == 0)[0]:
+            for i in np.nonzero((lab == 0) | pseudo)[0]:
                 if box_detail(gray, row.det_xyxy[i], wrap) < DETAIL_IGNORE:
                     lab[i] = -1
+                    pseudo[i] = False
         keep = lab >= 0
         st = stats.setdefault(
-            set_name, {"candidates": 0, "positive": 0, "negative": 0, "ignored": 0}
+            set_name, {"candidates": 0, "positive": 0, "pseudo": 0, "negative": 0, "ignored": 0}
         )
         st["candidates"] += len(lab)
+        st["pseudo"] += int(pseudo.sum())
         st["positive"] += int((lab == 1).sum())
         st["negative"] += int((lab == 0).sum())
         st["ignored"] += int((lab < 0).sum())
@@ -415,6 +499,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         set_all.append(np.full(len(sel), set_name))
         img_all.append(np.full(len(sel), k, np.int32))
         box_all.append(sel.xyxy)
+        pseudo_all.append(pseudo[keep])
         if k % 200 == 0:
             print(f"  {k}/{len(rows)} images", flush=True)
     np.savez_compressed(
@@ -428,9 +513,49 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         set=np.concatenate(set_all),
         image=np.concatenate(img_all),
         xyxy=np.concatenate(box_all),
+        pseudo=np.concatenate(pseudo_all),
     )
     (work / "mine_summary.json").write_text(json.dumps(stats, indent=1))
     print(json.dumps(stats, indent=1), flush=True)
+
+
+def teacher_config(work: Path, teacher: str) -> Path:
+    """WORK/teacher.yaml: the default config with the teacher as the only detector, its face
+    floor at 0.1 (what :func:`apply_teacher` reads starts at ``TEACHER_IGNORE``)."""
+    cfg = work / "teacher.yaml"
+    cfg.write_text(
+        f"extends: {REPO / 'configs' / 'default.yaml'}\n"
+        f"models:\n  - name: {teacher}\n    batch_size: 8\n"
+        "thresholds: {face: {blur: 0.1, review: 0.1, floor: 0.1}}\n"
+    )
+    return cfg
+
+
+def run_teacher(work: Path, labels: dict[str, dict], teacher: str) -> None:
+    """Run the teacher job over the TEACHER_SETS images (symlinked under WORK/teacher_input/,
+    same relative paths) into WORK/teacher_output/."""
+    tin = work / "teacher_input"
+    for rel, info in labels.items():
+        if info["set"] not in TEACHER_SETS:
+            continue
+        dst = tin / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            dst.symlink_to((work / "input" / rel).resolve())
+    cmd = [
+        sys.executable,
+        "-m",
+        "redact.cli",
+        "run",
+        "--input",
+        str(tin),
+        "--output",
+        str(work / "teacher_output"),
+        "--config",
+        str(teacher_config(work, teacher)),
+    ]
+    print("$ " + " ".join(cmd[2:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
 
 
 def main() -> int:
@@ -441,6 +566,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
     ap.add_argument("--config", help="config of the stage-1 run (default: the packaged default)")
+    ap.add_argument(
+        "--teacher",
+        default="centerface",
+        help="registry name of the face teacher for pseudo-labels ('' = none)",
+    )
     args = ap.parse_args()
     work = Path(args.work)
     t0 = time.time()
@@ -461,6 +591,9 @@ def main() -> int:
         print("$ " + " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True, cwd=REPO)
         print(f"  run {time.time() - t0:.0f} s", flush=True)
+    if args.teacher and not (work / "teacher_output" / "_manifest").exists():
+        run_teacher(work, labels, args.teacher)
+        print(f"  teacher {time.time() - t0:.0f} s", flush=True)
     extract(work, labels)
     print(f"done in {time.time() - t0:.0f} s -> {work / 'candidates.npz'}")
     return 0

@@ -304,3 +304,84 @@ def test_apply_teacher_never_greys_over_a_label() -> None:
     extra, grey = bt.apply_teacher(img, given, teacher, 0.5, 0.1)
     assert extra == [(1, (200.0, 100.0, 260.0, 120.0))]
     assert grey == [(300.0, 150.0, 340.0, 170.0)]
+
+
+def test_mine_apply_teacher_pseudo_positive_ignore_and_untouched() -> None:
+    """A face candidate the teacher confirms strongly becomes a pseudo positive (if stage 1
+    scored it >= PSEUDO_STAGE1), a weakly confirmed would-be negative becomes IGNORE, plates
+    and labelled positives are left alone, far candidates keep their label."""
+    mc = _load("mine_candidates")
+    F, P = mc.FACE, mc.PLATE
+    xyxy = np.array(
+        [
+            [10, 10, 30, 30],  # strong teacher hit, stage 1 0.3 -> pseudo positive
+            [100, 10, 120, 30],  # strong teacher hit but stage 1 0.05 -> ignore (not pseudo)
+            [200, 10, 220, 30],  # weak teacher hit, negative -> ignore
+            [300, 10, 320, 30],  # no teacher nearby: stays a negative
+            [10, 100, 30, 120],  # a plate under a strong teacher face: untouched
+            [400, 10, 420, 30],  # a labelled positive: stays positive, not pseudo
+        ],
+        np.float64,
+    )
+    cls = np.array([F, F, F, F, P, F])
+    stage1 = np.array([0.3, 0.05, 0.3, 0.3, 0.3, 0.3])
+    lab = np.array([0, 0, 0, 0, 0, 1], np.int8)
+    tb = np.array(
+        [
+            [11, 11, 29, 29],
+            [101, 11, 119, 29],
+            [201, 11, 219, 29],
+            [10, 100, 30, 120],
+            [400, 10, 420, 30],
+        ],
+        np.float64,
+    )
+    ts = np.array([0.9, 0.9, 0.25, 0.9, 0.9])
+    new, pseudo = mc.apply_teacher(lab, xyxy, cls, stage1, tb, ts, None)
+    assert new.tolist() == [1, -1, -1, 0, 0, 1]
+    assert pseudo.tolist() == [True, False, False, False, False, False]
+    assert lab.tolist() == [0, 0, 0, 0, 0, 1]  # input not mutated
+    # no teacher detections: nothing changes
+    same, none = mc.apply_teacher(lab, xyxy, cls, stage1, np.zeros((0, 4)), np.zeros(0), None)
+    assert same.tolist() == lab.tolist() and not none.any()
+
+
+def test_mine_apply_teacher_matches_across_the_seam() -> None:
+    mc = _load("mine_candidates")
+    xyxy = np.array([[990.0, 10, 1010, 30]])  # unwrapped past x = 1000
+    new, pseudo = mc.apply_teacher(
+        np.array([0], np.int8),
+        xyxy,
+        np.array([mc.FACE]),
+        np.array([0.4]),
+        np.array([[-10.0, 10, 10, 30]]),
+        np.array([0.8]),
+        1000.0,
+    )
+    assert new.tolist() == [1] and pseudo.tolist() == [True]
+
+
+def test_rescorer_operating_table_counts_lost_positives_and_removed_negatives() -> None:
+    op = _load("rescorer_operating_point")
+    d = {
+        "label": np.array([1, 1, 0, 0, 1]),
+        "cls": np.array([0, 0, 0, 0, 1]),
+        "stage1": np.array([0.6, 0.08, 0.07, 0.3, 0.05]),
+        "weight": np.array([1.0, 2.0, 1.0, 3.0, 1.0]),
+        "set": np.array(["a", "a", "a", "b", "a"]),
+        "pseudo": np.array([False, True, False, False, False]),
+    }
+    s2 = np.array([0.01, 0.02, 0.01, 0.01, 0.9])
+    rows = op.operating_table(d, s2, keeps=(0.5,), thresholds=(0.04,))
+    by = {(r["group"], r["class"]): r for r in rows}
+    face = by[("all", "face")]
+    # the 0.6 face keeps max(s1, s2); the 0.08 one falls to 0.02 < 0.04: lost (weight 2 of 3)
+    assert face["lost"] == 1 and face["positives"] == 2
+    assert abs(face["lost_weight_share"] - 2 / 3) < 1e-9
+    assert face["neg_weight_removed"] == 1.0  # both face negatives fall below 0.04
+    assert by[("pseudo", "face")]["lost"] == 1
+    assert by[("all", "license_plate")]["lost"] == 0
+    # keep = 0.05: every candidate keeps its stage-1 score, nothing is lost or removed
+    rows = op.operating_table(d, s2, keeps=(0.05,), thresholds=(0.04,))
+    face = {(r["group"], r["class"]): r for r in rows}[("all", "face")]
+    assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Operating points of the stage-2 post-processor on its VALIDATION split (never on dev).
+
+For every ``stage1_keep`` (candidates at or above it keep ``max(stage 1, stage 2)``, see
+``redact.postprocess.fuse``) and every final-score threshold (what is blurred: the config's
+``review`` band, since everything >= review is blurred), counts per set and class the
+validation positives that would no longer be blurred (count and box-area weight) and the share
+of validation negatives' weight (area-weighted) removed. Pseudo positives (teacher-confirmed,
+``scripts/mine_candidates.py``) are a row of their own: they are the only real street faces
+outside the dev sets.
+
+    .venv/bin/python scripts/rescorer_operating_point.py --data /tmp/mine8/candidates.npz \\
+        --train-dir /tmp/pp8 [--json /tmp/pp8/operating.json]
+
+Reads TRAIN_DIR/val_scores.npy and val_mask.npy (written by ``scripts/train_postprocess.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CLASSES = ("face", "license_plate")
+KEEPS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+THRESHOLDS = (0.03, 0.04, 0.05, 0.1)
+
+
+def fuse(stage1: np.ndarray, stage2: np.ndarray, keep: float) -> np.ndarray:
+    """(N,) final scores: stage 2, or max(stage 1, stage 2) where stage 1 >= keep (the
+    runtime's rule, ``redact.postprocess.fuse``, restated so this runs without the package)."""
+    return np.where(stage1 >= keep, np.maximum(stage1, stage2), stage2)
+
+
+def operating_table(
+    d: dict[str, np.ndarray],
+    stage2: np.ndarray,
+    keeps: tuple[float, ...] = KEEPS,
+    thresholds: tuple[float, ...] = THRESHOLDS,
+) -> list[dict[str, object]]:
+    """One row per (keep, threshold, group, class) over the candidates of ``stage2``.
+
+    Args:
+        d: the candidates (``label`` 1/0, ``cls`` 0/1, ``stage1``, ``weight``, ``set`` and,
+            optionally, ``pseudo``), (M,) each, already restricted to the validation split.
+        stage2: (M,) stage-2 scores of those candidates.
+
+    Groups: every set, "pseudo" (teacher-confirmed positives, any set) and "all".
+    """
+    label, cls, s1 = d["label"], d["cls"].astype(np.int64), d["stage1"].astype(np.float64)
+    w, sets = d["weight"].astype(np.float64), d["set"]
+    pseudo = d["pseudo"].astype(bool) if "pseudo" in d else np.zeros(len(label), bool)
+    groups = {str(s): sets == s for s in sorted(set(sets.tolist()))}
+    groups["pseudo"] = pseudo
+    groups["all"] = np.ones(len(label), bool)
+    rows: list[dict[str, object]] = []
+    for keep in keeps:
+        final = fuse(s1, stage2.astype(np.float64), keep)
+        for t in thresholds:
+            blurred = final >= t
+            base = s1 >= t  # stage 1 alone at the same threshold
+            for g, gm in groups.items():
+                for k, name in enumerate(CLASSES):
+                    m = gm & (cls == k)
+                    pos, neg = m & (label == 1), m & (label == 0)
+                    if not pos.any() and not neg.any():
+                        continue
+                    lost = pos & base & ~blurred
+                    rows.append(
+                        {
+                            "keep": keep,
+                            "threshold": t,
+                            "group": g,
+                            "class": name,
+                            "positives": int(pos.sum()),
+                            "lost": int(lost.sum()),
+                            "lost_weight_share": float(w[lost].sum() / max(w[pos].sum(), 1e-9)),
+                            "negatives": int(neg.sum()),
+                            "neg_weight_removed": float(
+                                w[neg & base & ~blurred].sum() / max(w[neg & base].sum(), 1e-9)
+                            ),
+                        }
+                    )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="candidates.npz (mine_candidates)")
+    ap.add_argument("--train-dir", type=Path, required=True, help="train_postprocess --out-dir")
+    ap.add_argument("--json", type=Path, help="write every row here")
+    ap.add_argument("--groups", default="all,pseudo,comp,bg", help="groups printed")
+    args = ap.parse_args(argv)
+    raw = dict(np.load(args.data, allow_pickle=False))
+    mask = np.load(args.train_dir / "val_mask.npy")
+    stage2 = np.load(args.train_dir / "val_scores.npy")
+    d = {k: v[mask] for k, v in raw.items() if k not in ("crops", "features")}
+    if len(stage2) != int(mask.sum()):
+        raise SystemExit(f"val_scores has {len(stage2)} rows, the mask selects {int(mask.sum())}")
+    rows = operating_table(d, stage2)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    show = set(args.groups.split(","))
+    print("| keep | thr | group | class | positives lost (count, weight) | negatives removed |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if r["group"] in show:
+            print(
+                f"| {r['keep']} | {r['threshold']} | {r['group']} | {r['class']} | "
+                f"{r['lost']}/{r['positives']} ({r['lost_weight_share']:.3f}) | "
+                f"{r['neg_weight_removed']:.3f} of {r['negatives']} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
