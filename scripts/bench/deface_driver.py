@@ -11,7 +11,8 @@ never imports :mod:`redact`. Usage::
 -> ``imageio.imsave``) with a timer around each step (the run with the best total of
 ``repeat``), and writes one JSON object to ``result`` (deface prints to stdout itself): the
 model load time, its peak RSS and, per image, its timings (s), its size and the boxes deface
-blurred (after ``mask_scale``, clipped like deface does; ``ellipse`` tells the shape).
+blurred (``box``: after ``mask_scale``, clipped like deface does; ``ellipse`` tells the shape;
+``det_box``: CenterFace's raw box).
 """
 
 from __future__ import annotations
@@ -86,11 +87,12 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
         boxes = []
         h, w = int(shape[0]), int(shape[1])
         for det in dets:
+            raw = [float(v) for v in det[:4]]
             x1, y1, x2, y2 = (int(v) for v in det[:4])
             x1, y1, x2, y2 = (int(v) for v in scale_bb(x1, y1, x2, y2, mask_scale))
             y1, y2 = max(0, y1), min(h - 1, y2)
             x1, x2 = max(0, x1), min(w - 1, x2)
-            boxes.append({"box": [x1, y1, x2, y2], "score": float(det[4])})
+            boxes.append({"box": [x1, y1, x2, y2], "det_box": raw, "score": float(det[4])})
         results.append(
             {"path": item["path"], "width": w, "height": h, "timings_s": best, "blurred": boxes}
         )
