@@ -22,9 +22,12 @@ Sets (``../shared/data``; dev splits and the 12 dev panoramas are never read):
   detail (the publisher's blurred people and flat plate patches; a blurred face is not a
   non-face) is left out.
 * ``comp``: composites: MaskON/openalpr/UC3M/Dutch TRAIN crops (with context) pasted into the
-  non-dev panoramas through a pinhole camera (real equirectangular distortion), 75 % placed
-  on a ground plane seen from a camera 2.5 m up (faces 1.0-1.85 m, plates 0.3-1.1 m above
-  the ground, 1.5-30 m away), 25 % anywhere (posters, windows); 1 in 4 at 8000x4000.
+  non-dev panoramas through a pinhole camera (real equirectangular distortion). A share of
+  the faces (``--poster-share``, 0.3) is PRINTED (:func:`make_poster`: print look on a
+  poster sheet with bars of text, hung 5 deg below to 25 deg above the horizon, 0.8-10 deg
+  tall); of the rest 75 % are placed on a ground plane seen from a camera 2.5 m up (faces
+  1.0-1.85 m, plates 0.3-1.1 m above the ground, 1.5-30 m away: below the horizon), 25 %
+  anywhere from 25 deg above to 30 deg below it (windows, balconies); 1 in 4 at 8000x4000.
   Candidates matching a pasted object are positives, the rest are negatives like ``bg``.
 
 Matching: a candidate is a positive when its IoU with a labelled box of its class is >= 0.3
@@ -146,7 +149,11 @@ def write_splits() -> dict[str, list[str]]:
 
 
 def ground_view(cls: int, rng: np.random.Generator) -> tuple[float, float]:
-    """(pitch deg, angular height deg) of an object on a ground plane, camera 2.5 m up."""
+    """(pitch deg, angular height deg) of an object on a ground plane, camera 2.5 m up.
+
+    The pitch is :class:`PinholeView`'s: positive BELOW the horizon (every such object is
+    lower than the camera). Before 2026-12-02 it had the opposite sign, which put the ground-
+    plane composites of rescorer 0.1.0 above the horizon, mirrored."""
     if cls == FACE:
         size, centre, d = (
             rng.uniform(0.19, 0.25),
@@ -159,8 +166,36 @@ def ground_view(cls: int, rng: np.random.Generator) -> tuple[float, float]:
             rng.uniform(0.3, 1.1),
             math.exp(rng.uniform(math.log(2.0), math.log(30))),
         )
-    pitch = math.degrees(math.atan2(centre - 2.5, d))
+    pitch = math.degrees(math.atan2(2.5 - centre, d))
     return pitch, math.degrees(2 * math.atan(size / 2 / d))
+
+
+def make_poster(crop: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
+    """A printed face: ``crop`` (H, W, 3) BGR with its face ``box`` (crop pixels) given a
+    print look (contrast, saturation, sometimes fewer levels) on a poster: a solid-colour sheet
+    1.2-2.2x its size with a few bars of "text". Returns the poster and the face box in it."""
+    h, w = crop.shape[:2]
+    img = cv2.convertScaleAbs(
+        crop, alpha=float(rng.uniform(1.05, 1.4)), beta=float(rng.uniform(-20, 20))
+    )
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV).astype(np.float32)
+    hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(1.1, 1.7), 0, 255)
+    img = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+    if rng.random() < 0.5:
+        step = int(rng.choice([16, 24, 32]))
+        img = ((img // step) * step + step // 2).astype(np.uint8)
+    ph, pw = int(h * rng.uniform(1.3, 2.2)), int(w * rng.uniform(1.2, 1.8))
+    sheet = np.empty((ph, pw, 3), np.uint8)
+    sheet[:] = rng.integers(0, 256, 3)
+    ox, oy = int(rng.integers(0, pw - w + 1)), int(rng.integers(0, max(1, (ph - h) // 2) + 1))
+    sheet[oy : oy + h, ox : ox + w] = img
+    ink = tuple(int(v) for v in rng.integers(0, 256, 3))
+    for _ in range(int(rng.integers(1, 4))):  # bars of "text" in the free part of the sheet
+        ty = int(rng.uniform(oy + h, ph)) if oy + h < ph - 4 else int(rng.uniform(0, max(oy, 1)))
+        tx = int(rng.uniform(0, pw * 0.3))
+        th = max(2, int(ph * rng.uniform(0.02, 0.06)))
+        cv2.rectangle(sheet, (tx, ty), (int(tx + pw * rng.uniform(0.3, 0.7)), ty + th), ink, -1)
+    return sheet, (box[0] + ox, box[1] + oy, box[2] + ox, box[3] + oy)
 
 
 def compose(
@@ -170,9 +205,12 @@ def compose(
     rng: np.random.Generator,
     n_faces: int,
     n_plates: int,
+    poster_share: float = 0.0,
 ) -> tuple[np.ndarray, list[tuple[int, Box]]]:
     """Paste train objects (with context) into a copy of the panorama; returns the composite
-    (BGR) and the projected boxes (equirect pixels; never across the seam)."""
+    (BGR) and the projected boxes (equirect pixels; never across the seam). A share
+    ``poster_share`` of the faces are printed (:func:`make_poster`) and hung anywhere from
+    just below the horizon up (-5..+25 deg), 0.8-10 deg tall."""
     h, w = pano.shape[:2]
     out = pano.copy()
     labels: list[tuple[int, Box]] = []
@@ -199,10 +237,14 @@ def compose(
         if crop.shape[0] < 4 or crop.shape[1] < 4:
             continue
         local = (box[0] - x1, box[1] - y1, box[2] - x1, box[3] - y1)
-        if rng.random() < 0.75:
+        if cls == FACE and rng.random() < poster_share:
+            crop, local = make_poster(crop, local, rng)
+            pitch = float(rng.uniform(-25.0, 5.0))  # PinholeView: positive = below the horizon
+            deg = math.exp(rng.uniform(math.log(0.8), math.log(10.0)))
+        elif rng.random() < 0.75:
             pitch, deg = ground_view(cls, rng)
         else:
-            pitch = float(rng.uniform(-30.0, 25.0))
+            pitch = float(rng.uniform(-25.0, 30.0))  # 25 deg above .. 30 below the horizon
             deg = math.exp(rng.uniform(math.log(0.5), math.log(8.0 if cls == FACE else 4.0)))
         focal = bh / (2 * math.tan(math.radians(deg) / 2))
         yaw = float(np.clip(-170 + slot * (k + 0.5) + rng.uniform(-0.2, 0.2) * slot, -170, 170))
@@ -363,12 +405,16 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, dict]:
         idx = sorted(rng.choice(len(u_train), args.uc3m_max, replace=False).tolist())
         u_train = [u_train[i] for i in idx]
     d_train = dutch_items(SHARED_DATA / "plates" / "dutch_nl", "train")
-    link("maskon", m_train)
-    link("openalpr", a_train)
-    link("uc3m", u_train)
-    link("dutch", d_train)
     bgs = background_panoramas()
-    link("bg", [(p.stem, p, []) for p in bgs])
+    for name, items in (
+        ("maskon", m_train),
+        ("openalpr", a_train),
+        ("uc3m", u_train),
+        ("dutch", d_train),
+        ("bg", [(p.stem, p, []) for p in bgs]),
+    ):
+        if name in args.sets:
+            link(name, items)
     # composites: faces >= 12 px, plates >= 8 px tall, of the TRAIN splits only
     faces = [(p, b) for _, p, bs in m_train for c, b in bs if b[3] - b[1] >= 12]
     plates = [
@@ -377,14 +423,16 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, dict]:
     cdir = inp / "comp"
     cdir.mkdir(parents=True, exist_ok=True)
     street = [p for p in bgs if "amsterdam_street" in str(p)]
-    for i in range(args.composites):
+    for i in range(args.composites if "comp" in args.sets else 0):
         name = f"comp_{i:03d}.jpg"
         bg = street[i % len(street)]
         pano = cv2.imread(str(bg))
         if i % 4 == 3 and pano.shape[1] < 8000:
             pano = cv2.resize(pano, (8000, 4000), interpolation=cv2.INTER_LINEAR)
         pano = np.roll(pano, int(rng.integers(pano.shape[1])), axis=1)
-        comp, boxes = compose(pano, faces, plates, rng, n_faces=6, n_plates=4)
+        comp, boxes = compose(
+            pano, faces, plates, rng, n_faces=6, n_plates=4, poster_share=args.poster_share
+        )
         if not (cdir / name).exists():
             cv2.imwrite(str(cdir / name), comp, [cv2.IMWRITE_JPEG_QUALITY, 90])
         labels[f"comp/{name}"] = {"set": "comp", "boxes": boxes}
@@ -400,6 +448,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, dict]:
     return labels
 
 
+ALL_SETS = ("maskon", "openalpr", "uc3m", "dutch", "bg", "comp")
 SET_NEG_WEIGHT = {"maskon": 0.5, "openalpr": 0.0, "uc3m": 0.5, "dutch": 0.5, "bg": 1.0, "comp": 1.0}
 # classes whose negatives a set may give (openalpr: only one plate per image is labelled;
 # plate sets: people in the street are not labelled as faces)
@@ -564,6 +613,15 @@ def main() -> int:
     ap.add_argument("--composites", type=int, default=60)
     ap.add_argument("--uc3m-max", type=int, default=800, help="UC3M-LP train images used (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--sets",
+        type=lambda v: tuple(x for x in v.split(",") if x),
+        default=ALL_SETS,
+        help=f"sets to mine (default {','.join(ALL_SETS)})",
+    )
+    ap.add_argument(
+        "--poster-share", type=float, default=0.3, help="share of composite faces printed"
+    )
     ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
     ap.add_argument("--config", help="config of the stage-1 run (default: the packaged default)")
     ap.add_argument(

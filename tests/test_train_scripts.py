@@ -385,3 +385,42 @@ def test_rescorer_operating_table_counts_lost_positives_and_removed_negatives() 
     rows = op.operating_table(d, s2, keeps=(0.05,), thresholds=(0.04,))
     face = {(r["group"], r["class"]): r for r in rows}[("all", "face")]
     assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0
+
+
+def test_mine_ground_view_is_below_the_horizon_in_pinhole_pitch() -> None:
+    """PinholeView's pitch is positive below the horizon; objects lower than a 2.5 m camera
+    must come out positive (the sign was flipped before 2026-12-02)."""
+    mc = _load("mine_candidates")
+    rng = np.random.default_rng(0)
+    for cls in (mc.FACE, mc.PLATE):
+        for _ in range(50):
+            pitch, deg = mc.ground_view(cls, rng)
+            assert 0 < pitch < 60 and 0 < deg < 15
+
+
+def test_mine_compose_puts_ground_faces_below_and_posters_around_the_horizon(
+    tmp_path: Path,
+) -> None:
+    import cv2
+
+    mc = _load("mine_candidates")
+    face = np.full((60, 50, 3), 90, np.uint8)
+    cv2.rectangle(face, (15, 15), (35, 45), (200, 180, 160), -1)
+    path = tmp_path / "f.png"
+    cv2.imwrite(str(path), face)
+    pano = np.zeros((1000, 2000, 3), np.uint8)
+    faces = [(path, (15.0, 15.0, 35.0, 45.0))]
+    lats = {}
+    for share in (1.0, 0.0):
+        comp, labels = mc.compose(
+            pano, faces, [], np.random.default_rng(3), n_faces=8, n_plates=0, poster_share=share
+        )
+        assert comp.shape == pano.shape and len(labels) >= 6
+        lats[share] = [90.0 - (b[1] + b[3]) / 2 * 180.0 / 1000 for _, b in labels]
+    assert all(-8 < lat < 28 for lat in lats[1.0]), lats[1.0]  # posters: -5..+25 deg
+    assert sum(lat < 0 for lat in lats[0.0]) >= len(lats[0.0]) / 2, lats[0.0]  # ground: below
+    # printed: the face box moves with the crop onto the sheet, inside it
+    sheet, box = mc.make_poster(face, (15.0, 15.0, 35.0, 45.0), np.random.default_rng(1))
+    assert sheet.shape[0] >= 60 and sheet.shape[1] >= 50
+    assert 0 <= box[0] < box[2] <= sheet.shape[1] and 0 <= box[1] < box[3] <= sheet.shape[0]
+    assert box[2] - box[0] == 20 and box[3] - box[1] == 30
