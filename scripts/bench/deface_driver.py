@@ -6,7 +6,8 @@ never imports :mod:`redact`. Usage::
     .venv-deface/bin/python redact/bench/deface_driver.py JOB.json
 
 ``JOB.json``: ``{"images": [{"path", "output"}], "thresh", "mask_scale", "backend",
-"scale": null | [w, h], "repeat", "result"}``. For each image it runs what
+"scale": null | [w, h], "repeat", "result", "lossless"}`` (``lossless``: PNG bytes under the
+given name, so that a pixel comparison sees the blur, not a JPEG re-encode). For each image it runs what
 ``deface.deface.image_detect`` runs (``iio.imread`` -> ``CenterFace`` -> ``anonymize_frame``
 -> ``imageio.imsave``) with a timer around each step (the run with the best total of
 ``repeat``), and writes one JSON object to ``result`` (deface prints to stdout itself): the
@@ -74,7 +75,10 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
                 mosaicsize=20,
             )
             t.append(time.perf_counter())
-            imageio.imsave(item["output"], frame)
+            if job.get("lossless"):  # scoring: PNG bytes, whatever the name says
+                imageio.imsave(item["output"], frame, format="png")
+            else:
+                imageio.imsave(item["output"], frame)
             t.append(time.perf_counter())
             run = {
                 "decode": t[1] - t[0],
