@@ -389,15 +389,20 @@ class PostprocessConfig:
     ``stage1_keep`` (1.0 = stage 2 alone decides); the class ``floor`` applies to the stage-1
     score. At load the model must keep every required detector-canary object (``canary``
     folder, "" = the packaged one) at or above its class's blur threshold when given the
-    stage-1 score ``canary_stage1_score``. Changes published pixels: hashed."""
+    stage-1 score ``canary_stage1_score``, which must lie below ``stage1_keep`` (at or above
+    it the fusion keeps the stage-1 score and the canary would test nothing). Changes
+    published pixels: hashed."""
 
     model: str = ""
     path: str = ""
     classes: tuple[ObjectClass | None, ...] = ()
-    stage1_keep: float = 0.5
+    # 0.1: the largest value at which rescorer 0.2.0 lost no validation positive of either
+    # class (scripts/rescorer_operating_point.py; at 0.2 it loses 2 of 152 plates); stage 2
+    # decides alone only below it, where most false positives are (models/cards/)
+    stage1_keep: float = 0.1
     threads: int = 1  # ONNX Runtime intra-op threads (0 = its default)
     canary: str = ""
-    canary_stage1_score: float = 0.1
+    canary_stage1_score: float = 0.05
 
     @property
     def enabled(self) -> bool:
@@ -407,6 +412,12 @@ class PostprocessConfig:
         _range(f"{where}.stage1_keep", self.stage1_keep, 0.0, 1.0)
         _range(f"{where}.threads", self.threads, 0, 1024)
         _range(f"{where}.canary_stage1_score", self.canary_stage1_score, 0.0, 1.0)
+        if 0.0 < self.stage1_keep <= self.canary_stage1_score:  # keep 0: stage 2 never lowers
+            raise ConfigError(
+                f"{where}.canary_stage1_score ({self.canary_stage1_score:g}) must be below "
+                f"stage1_keep ({self.stage1_keep:g}): at or above it stage 2 cannot lower the "
+                "score and the canary tests nothing"
+            )
         if self.path and not self.classes:
             raise ConfigError(f"{where}: a post-processor given by 'path' needs 'classes'")
         if self.classes and not self.path:

@@ -97,7 +97,11 @@ def manifest_rows(work: Path, result: dict[str, Any], thresh: float) -> list[dic
             projection=(Projection.EQUIRECTANGULAR if pano else Projection.PERSPECTIVE).value,
             detections=dets,
             decisions=[Decision.BLUR] * len(raw),
-            timings_s={k: float(v) for k, v in item["timings_s"].items()},
+            # "infer": the key eval_dev.py reads as detection time (deface's "detect" step)
+            timings_s={
+                **{k: float(v) for k, v in item["timings_s"].items()},
+                "infer": float(item["timings_s"].get("detect", 0.0)),
+            },
         )
         rows.append(make_row(run, outcome, None))
     return rows

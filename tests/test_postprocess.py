@@ -29,6 +29,7 @@ from redact.postprocess import (
     fuse,
     load_rescorer,
     open_rescorer,
+    prove_rescorer,
 )
 from tests.tiny_models import draw_square, write_color_canary
 
@@ -342,6 +343,12 @@ def test_postprocess_config_validation() -> None:
         tiny_config(postprocess={"model": "m", "stage1_keep": 1.5})
     with pytest.raises(ConfigError, match="unknown key"):
         tiny_config(postprocess={"modle": "m"})
+    # the canary's stage-1 score must be one stage 2 can lower (below stage1_keep)
+    with pytest.raises(ConfigError, match="canary_stage1_score.*below stage1_keep"):
+        tiny_config(postprocess={"model": "m", "stage1_keep": 0.1, "canary_stage1_score": 0.1})
+    ok = tiny_config(postprocess={"model": "m", "stage1_keep": 0.2, "canary_stage1_score": 0.1})
+    assert ok.postprocess.canary_stage1_score < ok.postprocess.stage1_keep
+    tiny_config(postprocess={"model": "m", "stage1_keep": 0.0})  # stage 2 never lowers: allowed
     a, b = tiny_config(), tiny_config(postprocess={"model": "m"})
     assert a.hash() != b.hash()  # it changes published pixels
 
@@ -521,18 +528,19 @@ def test_train_postprocess_smoke(tmp_path: Path) -> None:
 
 
 def test_shipped_rescorer_loads_and_passes_the_canary_at_its_operating_point() -> None:
-    """The committed stage-2 model (models/redact-rescorer-0.1.0.onnx) opens with the runtime
+    """The committed stage-2 model (models/redact-rescorer-0.2.0.onnx) opens with the runtime
     stack (no torch), matches its registry sha256 and keeps every required canary object
-    at the operating point documented in its model card."""
-    cfg = RedactConfig.from_dict(
-        {
-            "models": [{"name": "redact-faceplate-yolov8n"}],
-            "postprocess": {"model": "redact-rescorer", "canary_stage1_score": 0.03},
-            "thresholds": {
-                "face": {"blur": 0.04, "review": 0.03, "floor": 0.03},
-                "license_plate": {"blur": 0.03, "review": 0.03, "floor": 0.03},
-            },
-        }
-    )
+    at the operating point of configs/experimental/two-stage.yaml (the code's stage1_keep and
+    canary score, the default thresholds), and at a harder one (canary given stage 1 0.03)."""
+    from redact.resources import config_path
+
+    cfg = RedactConfig.load(config_path("experimental/two-stage.yaml"))
+    assert cfg.postprocess.model == "redact-rescorer"
     r = load_rescorer(cfg)
-    assert r is not None and r.model_id == "redact-rescorer@0.1.0" and r.size == 48
+    assert r is not None and r.model_id == "redact-rescorer@0.2.0" and r.size == 48
+    assert r.stage1_keep == cfg.postprocess.stage1_keep
+    from redact.detection.canary import load_canary
+
+    blur = {c: float(t.blur) for c, t in cfg.thresholds.items()}
+    scores = prove_rescorer(r, blur, 0.03, load_canary())  # raises if one falls short
+    assert scores and min(scores.values()) >= min(blur.values())
