@@ -344,7 +344,7 @@ def test_postprocess_config_validation() -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         tiny_config(postprocess={"modle": "m"})
     # the canary's stage-1 score must be one stage 2 can lower (below stage1_keep)
-    with pytest.raises(ConfigError, match="canary_stage1_score.*below stage1_keep"):
+    with pytest.raises(ConfigError, match=r"canary_stage1_score.*below stage1_keep"):
         tiny_config(postprocess={"model": "m", "stage1_keep": 0.1, "canary_stage1_score": 0.1})
     ok = tiny_config(postprocess={"model": "m", "stage1_keep": 0.2, "canary_stage1_score": 0.1})
     assert ok.postprocess.canary_stage1_score < ok.postprocess.stage1_keep
