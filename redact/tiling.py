@@ -172,9 +172,11 @@ def plan_perspective_tiles(W: int, H: int, tiling: TilingConfig) -> tuple[CropTi
       shorter than a tile gets one window over it (letterboxed, not upscaled).
     * If the longest side is below ``perspective.upscale_below_px``, the photo is viewed
       upscaled by ``upscale_below_px / max(W, H)``: windows are ``tile_size / factor`` source
-      pixels (overlap still in source pixels).
-    * ``perspective.global_view``: one more tile with the whole photo fitted into it, added
-      only when the windows are more than one (otherwise it would repeat them).
+      pixels (overlap still in source pixels, at most half a window).
+    * ``perspective.global_view``: one more tile with the whole photo fitted into it, never
+      upscaled (a photo smaller than the tile sits in it at native scale), added when the
+      windows are more than one or upscaled (otherwise it would repeat them): objects large
+      in the photo are seen at most at native scale even when the windows magnify it.
     """
     if W < 1 or H < 1:
         raise ValueError(f"image size must be positive, got {W}x{H}")
@@ -185,6 +187,8 @@ def plan_perspective_tiles(W: int, H: int, tiling: TilingConfig) -> tuple[CropTi
         factor = persp.upscale_below_px / max(W, H)
     window = max(1, math.floor(size / factor + 1e-9))
     overlap = persp.overlap_px
+    if factor > 1.0:  # magnified windows are small: objects past half a window are seen whole
+        overlap = min(overlap, window // 2)  # in the global view (native scale) instead
     if (W > window or H > window) and overlap >= window:
         raise ConfigError(
             f"tiling.perspective.overlap_px ({overlap}) must be smaller than the window "
@@ -194,8 +198,8 @@ def plan_perspective_tiles(W: int, H: int, tiling: TilingConfig) -> tuple[CropTi
     ys = _axis_starts(H, window, overlap)
     tw, th = min(window, W), min(window, H)
     tiles = [CropTile(x0, y0, tw, th, size, scale=factor) for y0 in ys for x0 in xs]
-    if persp.global_view and len(tiles) > 1:
-        tiles.append(CropTile(0, 0, W, H, size))
+    if persp.global_view and (len(tiles) > 1 or factor > 1.0):
+        tiles.append(CropTile(0, 0, W, H, size, scale=1.0 if max(W, H) <= size else None))
     return tuple(tiles)
 
 

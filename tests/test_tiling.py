@@ -277,8 +277,35 @@ def test_perspective_plan_table() -> None:
     ("W", "H", "persp", "expected"),
     [
         (640, 640, PerspectiveTiling(), [(0, 0, 640, 640, 1.0)]),
-        (300, 200, PerspectiveTiling(), [(0, 0, 300, 200, 1.0)]),
-        (300, 200, PerspectiveTiling(upscale_below_px=600), [(0, 0, 300, 200, 2.0)]),
+        (300, 200, PerspectiveTiling(upscale_below_px=0), [(0, 0, 300, 200, 1.0)]),
+        # the default magnifies a photo smaller than a tile and keeps it at native scale too
+        (300, 200, PerspectiveTiling(), [(0, 0, 300, 200, 640 / 300), (0, 0, 300, 200, 1.0)]),
+        # upscaled: one magnified window plus the photo at native scale (global view)
+        (
+            300,
+            200,
+            PerspectiveTiling(upscale_below_px=600),
+            [(0, 0, 300, 200, 2.0), (0, 0, 300, 200, 1.0)],
+        ),
+        (
+            300,
+            200,
+            PerspectiveTiling(upscale_below_px=600, global_view=False),
+            [(0, 0, 300, 200, 2.0)],
+        ),
+        # upscaled into several windows, larger than a tile: the global view is fitted (< 1)
+        (
+            800,
+            600,
+            PerspectiveTiling(overlap_px=100, upscale_below_px=1000),
+            [
+                (0, 0, 512, 512, 1.25),
+                (288, 0, 512, 512, 1.25),
+                (0, 88, 512, 512, 1.25),
+                (288, 88, 512, 512, 1.25),
+                (0, 0, 800, 600, None),
+            ],
+        ),
         (
             1000,
             400,
@@ -318,11 +345,24 @@ def test_perspective_windows_cover_with_overlap() -> None:
                 assert gaps.max() - gaps.min() <= 1  # evenly spread
 
 
+def test_perspective_upscaled_overlap_is_capped_at_half_a_window() -> None:
+    """A thumbnail magnified 4x has 160 px windows: the 160 px overlap would not fit, so it is
+    capped at half a window (larger objects are whole in the native-scale global view)."""
+    tiling = TilingConfig(perspective=PerspectiveTiling(upscale_below_px=1280))
+    tiles = plan_perspective_tiles(320, 240, tiling)
+    windows, glob = tiles[:-1], tiles[-1]
+    assert {(t.width, t.height, t.scale) for t in windows} == {(160, 160, 4.0)}
+    assert sorted({t.x0 for t in windows}) == [0, 80, 160]  # 3 columns: 80 px overlap
+    assert sorted({t.y0 for t in windows}) == [0, 80]
+    assert (glob.width, glob.height, glob.scale) == (320, 240, 1.0)
+
+
 def test_perspective_overlap_too_large() -> None:
     tiling = TilingConfig(perspective=PerspectiveTiling(overlap_px=640))
     with pytest.raises(ConfigError, match="overlap_px"):
         plan_perspective_tiles(2000, 1000, tiling)
-    assert len(plan_perspective_tiles(500, 500, tiling)) == 1  # one window: no overlap needed
+    one = TilingConfig(perspective=PerspectiveTiling(overlap_px=640, upscale_below_px=0))
+    assert len(plan_perspective_tiles(500, 500, one)) == 1  # one window: no overlap needed
 
 
 # --- crop tiles ---------------------------------------------------------------------------------
