@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import struct
 import types
 import typing
 from collections.abc import Mapping
@@ -100,7 +101,9 @@ class TileLevel:
 
     name: str = "native"
     scale: float = 1.0
-    pitch_min_deg: float = -45.0  # a user-defined level's default; the default plan: _default_levels
+    pitch_min_deg: float = (
+        -45.0
+    )  # a user-defined level's default; the default plan: _default_levels
     pitch_max_deg: float = 30.0
     max_object_deg: float = 4.0
 
@@ -115,18 +118,22 @@ class TileLevel:
 
 @dataclass(frozen=True)
 class PerspectiveTiling:
-    """Windows over ordinary photos: native-resolution windows plus one down-scaled view."""
+    """Windows over ordinary photos: native-resolution windows plus one down-scaled view; a
+    photo smaller than a tile is also seen magnified (see :func:`redact.tiling.plan_perspective_tiles`)."""
 
-    overlap_px: int = 160  # objects up to this many pixels lie whole in a window
-    global_view: bool = True  # add the whole photo resized to one tile (large objects)
-    # Photos whose longest side is below this are magnified to it (plus the photo at native
-    # scale as the global view). 640 = one tile: UC3M-LP val (320x240) plates sufficiently
-    # blurred 360 -> 401 of 437, MaskON dev (400 px) faces 606 -> 612 of 616, none lost, at
-    # more blurred area (21.8 -> 25.1 % MaskON); 1280 was worse on every set (docs/tiling.md).
-    upscale_below_px: int = 640
+    overlap_px: int = 160  # objects up to this many pixels lie whole in a (native) window
+    global_view: bool = True  # add the whole photo fitted into one tile, never magnified
+    # Photos whose longest side is below this many tiles are magnified to it (at least
+    # 1.25x, at most 8x) and also kept at native scale as the global view. 1 tile (640 px):
+    # UC3M-LP val (320x240) plates sufficiently blurred 360 -> 401 of 437, MaskON dev (400 px)
+    # faces 606 -> 612 of 616, none lost, at more blurred area (MaskON 21.8 -> 25.1 %); 1280 px
+    # was worse on every set (docs/tiling.md). 0 = never.
+    upscale_below_tiles: float = 1.0
+    upscale_below_px: int = 0  # the same in pixels; when > 0 it overrides upscale_below_tiles
 
     def _validate(self, where: str) -> None:
         _range(f"{where}.overlap_px", self.overlap_px, 0, 4096)
+        _range(f"{where}.upscale_below_tiles", self.upscale_below_tiles, 0.0, 16.0)
         _range(f"{where}.upscale_below_px", self.upscale_below_px, 0, 16384)
 
 
@@ -400,9 +407,9 @@ class PostprocessConfig:
     model: str = ""
     path: str = ""
     classes: tuple[ObjectClass | None, ...] = ()
-    # 0.1: the largest value at which rescorer 0.2.0 lost no validation positive of either
-    # class (scripts/rescorer_operating_point.py; at 0.2 it loses 2 of 152 plates); stage 2
-    # decides alone only below it, where most false positives are (models/cards/)
+    # 0.1: where the issue's black-box report puts most false positives (83 of ~107 face FPs
+    # per panorama below it); on rescorer 0.2.0's validation split it loses 0/530 faces and
+    # 2/181 plates (0.05: 1, 0.2: 3), see models/cards/redact-rescorer-0.2.0.md
     stage1_keep: float = 0.1
     threads: int = 1  # ONNX Runtime intra-op threads (0 = its default)
     canary: str = ""
@@ -416,7 +423,9 @@ class PostprocessConfig:
         _range(f"{where}.stage1_keep", self.stage1_keep, 0.0, 1.0)
         _range(f"{where}.threads", self.threads, 0, 1024)
         _range(f"{where}.canary_stage1_score", self.canary_stage1_score, 0.0, 1.0)
-        if 0.0 < self.stage1_keep <= self.canary_stage1_score:  # keep 0: stage 2 never lowers
+        # keep 0: stage 2 can never lower a score, the canary passes trivially (safe for recall)
+        keep, canary = _float32(self.stage1_keep), _float32(self.canary_stage1_score)
+        if self.enabled and 0.0 < keep <= canary:  # float32: what fuse() compares
             raise ConfigError(
                 f"{where}.canary_stage1_score ({self.canary_stage1_score:g}) must be below "
                 f"stage1_keep ({self.stage1_keep:g}): at or above it stage 2 cannot lower the "
@@ -613,6 +622,11 @@ def _class_label(key: Any) -> Any:
 def _range(where: str, value: float, lo: float, hi: float) -> None:
     if not lo <= value <= hi:
         raise ConfigError(f"{where}: {value!r} is outside [{lo}, {hi}]")
+
+
+def _float32(v: float) -> float:
+    """``v`` rounded to float32 (the precision the runtime compares scores in)."""
+    return float(struct.unpack("f", struct.pack("f", float(v)))[0])
 
 
 def _load_yaml_chain(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 * Equirectangular panoramas get rings of :class:`GnomonicTile` per :class:`TileLevel`
   (:func:`plan_panorama_tiles`), rendered with cached remap maps.
-* Ordinary photos get native-resolution :class:`CropTile` windows plus an optional global view
-  (:func:`plan_perspective_tiles`).
+* Ordinary photos get native-resolution :class:`CropTile` windows (magnified for photos
+  smaller than a tile) plus an optional global view (:func:`plan_perspective_tiles`).
 
 Everything here is pure geometry; see :func:`plan_panorama_tiles` for the coverage guarantee.
 """
@@ -163,32 +163,47 @@ def _axis_starts(length: int, window: int, overlap: int) -> list[int]:
     return [(k * (length - window)) // (n - 1) for k in range(n)]
 
 
+MIN_UPSCALE = 1.25
+"""Smallest magnification worth a second view of a small photo (not measured: a 1.07x window
+over a 600 px photo would nearly repeat its native view, for one more inference)."""
+MAX_UPSCALE = 8.0
+"""Largest magnification: a thumbnail's windows stay at least ``tile_size / 8`` source pixels."""
+
+
+def upscale_factor(W: int, H: int, tiling: TilingConfig) -> float:
+    """How much a ``W x H`` photo's windows magnify it: ``target / max(W, H)`` where the target
+    is ``perspective.upscale_below_px`` (if > 0) else ``upscale_below_tiles * tile_size``, when
+    the photo is smaller; 1.0 below :data:`MIN_UPSCALE` (the magnified view would nearly
+    repeat the native one), at most :data:`MAX_UPSCALE`."""
+    persp = tiling.perspective
+    target = persp.upscale_below_px or persp.upscale_below_tiles * tiling.tile_size
+    factor = target / max(W, H) if target > max(W, H) else 1.0
+    return 1.0 if factor < MIN_UPSCALE else min(factor, MAX_UPSCALE)
+
+
 def plan_perspective_tiles(W: int, H: int, tiling: TilingConfig) -> tuple[CropTile, ...]:
     """Windows over a ``W x H`` photo, row-major, then the global view.
 
     * Native resolution: square windows of ``tile_size`` source pixels (scale 1), consecutive
       windows overlapping by at least ``perspective.overlap_px`` so that any object up to that
       size lies whole in one window; evenly spread, the last ending at the border. A side
-      shorter than a tile gets one window over it (letterboxed, not upscaled).
-    * If the longest side is below ``perspective.upscale_below_px``, the photo is viewed
-      upscaled by ``upscale_below_px / max(W, H)``: windows are ``tile_size / factor`` source
-      pixels (overlap still in source pixels, at most half a window).
-    * ``perspective.global_view``: one more tile with the whole photo fitted into it, never
-      upscaled (a photo smaller than the tile sits in it at native scale), added when the
-      windows are more than one or upscaled (otherwise it would repeat them): objects large
-      in the photo are seen at most at native scale even when the windows magnify it.
+      shorter than a tile gets one window over it (letterboxed).
+    * A photo smaller than the upscale target (:func:`upscale_factor`, by default one tile) is
+      viewed magnified instead: windows are ``tile_size / factor`` source pixels, the overlap
+      (source pixels) at most half a window; larger objects are whole in the global view.
+    * ``perspective.global_view``: one more tile with the whole photo fitted into it and
+      never magnified (a photo smaller than the tile sits in it at native scale), added when
+      the windows are more than one or magnified (otherwise it would repeat them).
     """
     if W < 1 or H < 1:
         raise ValueError(f"image size must be positive, got {W}x{H}")
     size = tiling.tile_size
     persp = tiling.perspective
-    factor = 1.0
-    if persp.upscale_below_px and max(W, H) < persp.upscale_below_px:
-        factor = persp.upscale_below_px / max(W, H)
+    factor = upscale_factor(W, H, tiling)
     window = max(1, math.floor(size / factor + 1e-9))
     overlap = persp.overlap_px
-    if factor > 1.0:  # magnified windows are small: objects past half a window are seen whole
-        overlap = min(overlap, window // 2)  # in the global view (native scale) instead
+    if factor > 1.0:
+        overlap = min(overlap, window // 2)
     if (W > window or H > window) and overlap >= window:
         raise ConfigError(
             f"tiling.perspective.overlap_px ({overlap}) must be smaller than the window "

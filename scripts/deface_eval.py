@@ -63,6 +63,9 @@ def manifest_rows(work: Path, result: dict[str, Any], thresh: float) -> list[dic
     import numpy as np
 
     from redact.classes import Decision, ObjectClass, Projection
+    from redact.config import IOConfig
+
+    min_pano_width = IOConfig().equirect_min_width
     from redact.detections import Detections
     from redact.manifest import ImageOutcome, RunInfo, Status, make_row
 
@@ -85,7 +88,9 @@ def manifest_rows(work: Path, result: dict[str, Any], thresh: float) -> list[dic
             np.array([b["score"] for b in item["blurred"]], np.float32),
             np.full(len(raw), int(ObjectClass.FACE), np.int32),
         )
-        pano = int(item["width"]) == 2 * int(item["height"])
+        # redact's rule for untagged images (io.equirect_min_width): a small 2:1 photo is a photo
+        w, h = int(item["width"]), int(item["height"])
+        pano = w == 2 * h and w >= min_pano_width
         outcome = ImageOutcome(
             image_uri=str(inp / rel),
             relative_path=rel,
@@ -93,7 +98,7 @@ def manifest_rows(work: Path, result: dict[str, Any], thresh: float) -> list[dic
             status=Status.PUBLISHED,
             width=int(item["width"]),
             height=int(item["height"]),
-            format="jpeg",
+            format="png",  # the scored copies are PNG bytes (the job's "lossless")
             projection=(Projection.EQUIRECTANGULAR if pano else Projection.PERSPECTIVE).value,
             detections=dets,
             decisions=[Decision.BLUR] * len(raw),

@@ -173,7 +173,8 @@ def ground_view(cls: int, rng: np.random.Generator) -> tuple[float, float]:
 def make_poster(crop: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
     """A printed face: ``crop`` (H, W, 3) BGR with its face ``box`` (crop pixels) given a
     print look (contrast, saturation, sometimes fewer levels) on a poster: a solid-colour sheet
-    1.2-2.2x its size with a few bars of "text". Returns the poster and the face box in it."""
+    1.3-2.2x its height and 1.2-1.8x its width with a few bars of "text" (which may overlap the
+    print). Returns the poster and the face box in it."""
     h, w = crop.shape[:2]
     img = cv2.convertScaleAbs(
         crop, alpha=float(rng.uniform(1.05, 1.4)), beta=float(rng.uniform(-20, 20))

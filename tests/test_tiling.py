@@ -277,7 +277,7 @@ def test_perspective_plan_table() -> None:
     ("W", "H", "persp", "expected"),
     [
         (640, 640, PerspectiveTiling(), [(0, 0, 640, 640, 1.0)]),
-        (300, 200, PerspectiveTiling(upscale_below_px=0), [(0, 0, 300, 200, 1.0)]),
+        (300, 200, PerspectiveTiling(upscale_below_tiles=0), [(0, 0, 300, 200, 1.0)]),
         # the default magnifies a photo smaller than a tile and keeps it at native scale too
         (300, 200, PerspectiveTiling(), [(0, 0, 300, 200, 640 / 300), (0, 0, 300, 200, 1.0)]),
         # upscaled: one magnified window plus the photo at native scale (global view)
@@ -357,11 +357,43 @@ def test_perspective_upscaled_overlap_is_capped_at_half_a_window() -> None:
     assert (glob.width, glob.height, glob.scale) == (320, 240, 1.0)
 
 
+@pytest.mark.parametrize(
+    ("W", "H", "tile", "persp", "factor"),
+    [
+        (320, 240, 640, PerspectiveTiling(), 2.0),  # one tile by default
+        (600, 400, 640, PerspectiveTiling(), 1.0),  # 1.07x < MIN_UPSCALE: not worth a view
+        (512, 300, 640, PerspectiveTiling(), 1.25),
+        (640, 480, 640, PerspectiveTiling(), 1.0),
+        (320, 240, 320, PerspectiveTiling(), 1.0),  # relative to the tile size, not 640 px
+        (500, 300, 1024, PerspectiveTiling(), 2.048),
+        (1, 1, 640, PerspectiveTiling(), 8.0),  # capped at MAX_UPSCALE
+        (320, 240, 640, PerspectiveTiling(upscale_below_tiles=0), 1.0),  # off
+        (320, 240, 640, PerspectiveTiling(upscale_below_px=960), 3.0),  # px overrides tiles
+    ],
+)
+def test_upscale_factor_table(
+    W: int, H: int, tile: int, persp: PerspectiveTiling, factor: float
+) -> None:
+    from redact.tiling import upscale_factor
+
+    assert upscale_factor(W, H, TilingConfig(tile_size=tile, perspective=persp)) == pytest.approx(
+        factor
+    )
+
+
+def test_tiny_and_thin_photos_plan_without_error() -> None:
+    for W, H in ((1, 1), (639, 5), (5, 639), (8, 8), (100, 3)):
+        for tile in (32, 64, 320, 640):
+            persp = PerspectiveTiling(overlap_px=tile // 4)
+            tiles = plan_perspective_tiles(W, H, TilingConfig(tile_size=tile, perspective=persp))
+            assert tiles and all(t.x0 + t.width <= W and t.y0 + t.height <= H for t in tiles)
+
+
 def test_perspective_overlap_too_large() -> None:
     tiling = TilingConfig(perspective=PerspectiveTiling(overlap_px=640))
     with pytest.raises(ConfigError, match="overlap_px"):
         plan_perspective_tiles(2000, 1000, tiling)
-    one = TilingConfig(perspective=PerspectiveTiling(overlap_px=640, upscale_below_px=0))
+    one = TilingConfig(perspective=PerspectiveTiling(overlap_px=640, upscale_below_tiles=0))
     assert len(plan_perspective_tiles(500, 500, one)) == 1  # one window: no overlap needed
 
 
