@@ -540,6 +540,8 @@ class RedactConfig:
         data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_SECTIONS}
         if not self.renditions.enabled:  # no renditions: hashes as before the section existed
             data.pop("renditions")
+        if not self.postprocess.enabled:  # stage 1 alone: its settings change no pixel
+            data.pop("postprocess")
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

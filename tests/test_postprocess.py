@@ -355,6 +355,10 @@ def test_postprocess_config_validation() -> None:
     tiny_config(postprocess={"model": "m", "stage1_keep": 0.0})  # stage 2 never lowers: allowed
     a, b = tiny_config(), tiny_config(postprocess={"model": "m"})
     assert a.hash() != b.hash()  # it changes published pixels
+    # while stage 2 is off its settings change nothing: no rerun of published images
+    assert tiny_config(postprocess={"stage1_keep": 0.3}).hash() == a.hash()
+    c = tiny_config(postprocess={"model": "m", "stage1_keep": 0.3})
+    assert c.hash() != b.hash()
 
 
 # --- in the redaction core --------------------------------------------------------------------
