@@ -592,18 +592,14 @@ def run_teacher(work: Path, labels: dict[str, dict], teacher: str) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.exists():
             dst.symlink_to((work / "input" / rel).resolve())
-    cmd = [
-        sys.executable,
-        "-m",
-        "redact.cli",
-        "run",
-        "--input",
-        str(tin),
-        "--output",
-        str(work / "teacher_output"),
-        "--config",
-        str(teacher_config(work, teacher)),
-    ]
+    redact_run(tin, work / "teacher_output", str(teacher_config(work, teacher)))
+
+
+def redact_run(inp: Path, out: Path, config: str | None) -> None:
+    """``redact run --input INP --output OUT [--config CONFIG]`` in a child process."""
+    cmd = [sys.executable, "-m", "redact.cli", "run", "--input", str(inp), "--output", str(out)]
+    if config:
+        cmd += ["--config", config]
     print("$ " + " ".join(cmd[2:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
 
@@ -635,20 +631,7 @@ def main() -> int:
     t0 = time.time()
     labels = prepare(work, args)
     if not args.skip_run:
-        cmd = [
-            sys.executable,
-            "-m",
-            "redact.cli",
-            "run",
-            "--input",
-            str(work / "input"),
-            "--output",
-            str(work / "output"),
-        ]
-        if args.config:
-            cmd += ["--config", args.config]
-        print("$ " + " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, check=True, cwd=REPO)
+        redact_run(work / "input", work / "output", args.config)
         print(f"  run {time.time() - t0:.0f} s", flush=True)
     if args.teacher and not (work / "teacher_output" / "_manifest").exists():
         run_teacher(work, labels, args.teacher)
