@@ -101,9 +101,8 @@ class TileLevel:
 
     name: str = "native"
     scale: float = 1.0
-    pitch_min_deg: float = (
-        -45.0
-    )  # a user-defined level's default; the default plan: _default_levels
+    # a user-defined level's default; the default plan: _default_levels
+    pitch_min_deg: float = -45.0
     pitch_max_deg: float = 30.0
     max_object_deg: float = 4.0
 
