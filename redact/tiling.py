@@ -14,7 +14,7 @@ import functools
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -400,6 +400,7 @@ class RemapCache:
         self._data: OrderedDict[Hashable, tuple[np.ndarray, ...]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._building: dict[Hashable, threading.Event] = {}
 
     def __len__(self) -> int:
         return len(self._data)
@@ -410,25 +411,44 @@ class RemapCache:
         return self._bytes
 
     def get(self, key: Hashable, build: Callable[[], _Maps]) -> _Maps:
-        """The maps stored under ``key``; on a miss ``build()`` makes them (made read-only)."""
-        with self._lock:
-            found = self._data.get(key)
-            if found is not None:
-                self._data.move_to_end(key)
-                self.hits += 1
-                return cast(_Maps, found)
-            self.misses += 1
-        maps = build()
-        for m in maps:
-            m.setflags(write=False)
+        """The maps stored under ``key``; on a miss ``build()`` makes them (made read-only).
+
+        A key another thread is building is waited for, not built twice; if that build fails
+        (or its result is too large to hold) the waiting thread builds it itself.
+        """
+        return self._get(key, build)[0]
+
+    def _get(self, key: Hashable, build: Callable[[], _Maps]) -> tuple[_Maps, bool]:
+        """:meth:`get`, and whether this call built the maps."""
+        while True:
+            with self._lock:
+                found = self._data.get(key)
+                if found is not None:
+                    self._data.move_to_end(key)
+                    self.hits += 1
+                    return cast(_Maps, found), False
+                waiting = self._building.get(key)
+                if waiting is None:
+                    event = self._building[key] = threading.Event()
+                    self.misses += 1
+                    break
+            waiting.wait()
+        try:
+            maps = build()
+            for m in maps:
+                m.setflags(write=False)
+            self._store(key, maps)
+        finally:
+            with self._lock:
+                self._building.pop(key, None)
+            event.set()
+        return maps, True
+
+    def _store(self, key: Hashable, maps: _Maps) -> None:
         size = sum(m.nbytes for m in maps)
         with self._lock:
-            found = self._data.get(key)  # another thread may have won the race
-            if found is not None:
-                self._data.move_to_end(key)
-                return cast(_Maps, found)
             if self.max_bytes is not None and size > self.max_bytes:
-                return maps
+                return
             self._data[key] = maps
             self._bytes += size
             while len(self._data) > self.maxsize or (
@@ -436,7 +456,35 @@ class RemapCache:
             ):
                 _, old = self._data.popitem(last=False)
                 self._bytes -= sum(m.nbytes for m in old)
-        return maps
+
+    def prefetch(self, items: Sequence[tuple[Hashable, Callable[[], _Maps]]]) -> int:
+        """Make sure every ``(key, build)`` item is stored: first build the missing keys no
+        other thread is building (threads prefetching the same layout split the work instead
+        of each building all of it), then wait for the rest. Returns how many this call built.
+        """
+        built, later = 0, []
+        for key, build in items:
+            with self._lock:
+                if key in self._data:
+                    continue
+                if key in self._building:
+                    later.append((key, build))
+                    continue
+            built += self._get(key, build)[1]
+        for key, build in later:
+            built += self._get(key, build)[1]
+        return built
+
+    def prefetch_maps(self, tiles: Sequence[Tile], W: int, H: int) -> int:
+        """:meth:`prefetch` the remap maps of the gnomonic ``tiles`` of a ``W x H`` panorama."""
+        W, H = int(W), int(H)
+        return self.prefetch(
+            [
+                ((W, H, t), functools.partial(remap_maps, t, W, H))
+                for t in tiles
+                if isinstance(t, GnomonicTile)
+            ]
+        )
 
     def maps(self, tile: GnomonicTile, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
         """float32 ``(map_x, map_y)`` of :func:`~redact.geometry.gnomonic.remap_maps`."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from redact.config import ConfigError, PerspectiveTiling, TileLevel, TilingConfig
-from redact.geometry.gnomonic import GnomonicTile, rays_to_tile, tile_rays
+from redact.geometry.gnomonic import GnomonicTile, rays_to_tile, remap_maps, tile_rays
 from redact.geometry.sphere import lonlat_to_vec
 from redact.tiling import (
     MAX_FOV_DEG,
@@ -457,6 +457,86 @@ def test_remap_cache_reuses_maps() -> None:
     assert len(cache) == 2 and cache.maps(a, 720, 360) is not m1  # evicted (LRU)
     img = np.random.default_rng(0).integers(0, 255, (360, 720, 3), dtype=np.uint8)
     np.testing.assert_array_equal(render_tile(img, b, cache), render_tile(img, b))
+
+
+def test_remap_cache_threads_split_a_layout_and_build_each_key_once() -> None:
+    """Two threads prefetching the same layout at once: every key is built exactly once, both
+    threads build some of them (the work is split), and both end with every key stored."""
+    import threading
+    import time
+
+    cache = RemapCache()
+    built: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(2)
+
+    def builder(k: int):
+        def make():
+            time.sleep(0.01)  # long enough for the other thread to find the key in flight
+            with lock:
+                built.append((k, threading.current_thread().name))
+            return (np.full(4, k, np.float32),)
+
+        return make
+
+    items = [(("k", k), builder(k)) for k in range(12)]
+    counts: dict[str, int] = {}
+
+    def run(name: str) -> None:
+        start.wait()
+        counts[name] = cache.prefetch(items)
+
+    threads = [threading.Thread(target=run, args=(n,), name=n) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(k for k, _ in built) == list(range(12))  # each key once
+    assert counts["a"] + counts["b"] == 12 and min(counts.values()) >= 1  # split
+    assert all(cache.get(("k", k), builder(99))[0][0] == k for k in range(12))  # all stored
+    assert cache.prefetch(items) == 0  # nothing left to build
+
+
+def test_remap_cache_a_failed_build_is_rebuilt_by_the_waiting_thread() -> None:
+    import threading
+
+    cache = RemapCache()
+    entered, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def failing():
+        entered.set()
+        release.wait(5)
+        raise RuntimeError("boom")
+
+    def first() -> None:
+        try:
+            cache.get("k", failing)
+        except RuntimeError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert entered.wait(5)
+    got: list[tuple[np.ndarray, ...]] = []
+    waiter = threading.Thread(target=lambda: got.append(cache.get("k", lambda: (np.ones(2),))))
+    waiter.start()
+    release.set()
+    t.join(5)
+    waiter.join(5)
+    assert len(errors) == 1 and len(got) == 1 and got[0][0].tolist() == [1.0, 1.0]
+
+
+def test_prefetch_maps_builds_only_gnomonic_tiles_and_matches_maps() -> None:
+    cache = RemapCache()
+    tiles = (GnomonicTile(0, 0, 60, 16), GnomonicTile(90, 0, 60, 16), CropTile(0, 0, 8, 8, 16))
+    assert cache.prefetch_maps(tiles, 720, 360) == 2 and len(cache) == 2
+    for t in tiles[:2]:
+        ref = remap_maps(t, 720, 360)
+        got = cache.maps(t, 720, 360)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+    assert cache.hits == 2
 
 
 def test_remap_cache_byte_bound_evicts_lru_and_never_holds_an_oversized_entry() -> None:

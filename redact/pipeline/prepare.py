@@ -108,6 +108,12 @@ class PrepareImage(beam.DoFn):
             )
             rel = self._job.input.relative(uri)
             out = output_uri(self._job.output, rel)
+            if self._cache is None:  # setup() normally made it
+                self._cache = RemapCache()
+            t_maps = time.perf_counter()
+            if wrap:  # a new layout: worker threads split its map build, not each build all
+                self._cache.prefetch_maps(tiles, w, h)
+            maps_s = time.perf_counter() - t_maps
         except Exception as e:  # any failure: quarantined with its reason, never published
             self._failed.inc()
             progress(self._job).tick("failed")
@@ -117,12 +123,10 @@ class PrepareImage(beam.DoFn):
             )
             return
         self._decode_ms.update(int(timings["decode"] * 1000))
-        if self._cache is None:  # setup() normally made it
-            self._cache = RemapCache()
         # Tiles are rendered lazily (one at a time) to keep memory flat; a failure here leaves the
         # image with fewer tiles than announced, which publication quarantines. Only rendering
         # is timed: in a fused stage each yield runs the downstream inference inline.
-        render_s = 0.0
+        render_s = maps_s  # the "tile" stage includes building a new layout's maps
         yielded = 0
         for i, tile in enumerate(tiles):
             t3 = time.perf_counter()
