@@ -31,17 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
 
 def deface_job(work: Path, sets: list[str], thresh: float) -> dict[str, Any]:
     """The driver's job: every linked image of the sets -> WORK/output/<set>/<name>."""
+    from redact.evaluation.labels import IMAGE_EXTENSIONS  # the images redact eval pairs
+
     images = []
     for s in sets:
         folder = work / "input" / s
         (work / "output" / s).mkdir(parents=True, exist_ok=True)
         for p in sorted(folder.iterdir()):
-            if p.suffix.lower() in IMAGE_SUFFIXES:
+            if p.suffix.lower() in IMAGE_EXTENSIONS:
                 images.append({"path": str(p), "output": str(work / "output" / s / p.name)})
     return {
         "images": images,

@@ -29,12 +29,6 @@ KEEPS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 THRESHOLDS = (0.03, 0.04, 0.05, 0.1)
 
 
-def fuse(stage1: np.ndarray, stage2: np.ndarray, keep: float) -> np.ndarray:
-    """(N,) final scores: stage 2, or max(stage 1, stage 2) where stage 1 >= keep (the
-    runtime's rule, ``redact.postprocess.fuse``, restated so this runs without the package)."""
-    return np.where(stage1 >= keep, np.maximum(stage1, stage2), stage2)
-
-
 def operating_table(
     d: dict[str, np.ndarray],
     stage2: np.ndarray,
@@ -50,7 +44,9 @@ def operating_table(
 
     Groups: every set, "pseudo" (teacher-confirmed positives, any set) and "all".
     """
-    label, cls, s1 = d["label"], d["cls"].astype(np.int64), d["stage1"].astype(np.float64)
+    from redact.postprocess import fuse  # the runtime's rule (float32, as the job compares)
+
+    label, cls, s1 = d["label"], d["cls"].astype(np.int64), d["stage1"]
     w, sets = d["weight"].astype(np.float64), d["set"]
     pseudo = d["pseudo"].astype(bool) if "pseudo" in d else np.zeros(len(label), bool)
     groups = {str(s): sets == s for s in sorted(set(sets.tolist()))}
@@ -58,10 +54,10 @@ def operating_table(
     groups["all"] = np.ones(len(label), bool)
     rows: list[dict[str, object]] = []
     for keep in keeps:
-        final = fuse(s1, stage2.astype(np.float64), keep)
+        final = fuse(s1, stage2, keep)
         for t in thresholds:
-            blurred = final >= t
-            base = s1 >= t  # stage 1 alone at the same threshold
+            blurred = final >= np.float32(t)
+            base = s1.astype(np.float32) >= np.float32(t)  # stage 1 alone, same threshold
             for g, gm in groups.items():
                 for k, name in enumerate(CLASSES):
                     m = gm & (cls == k)
