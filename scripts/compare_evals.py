@@ -2,11 +2,14 @@
 """Per-object comparison of two ``scripts/eval_dev.py`` work folders (same sets, same labels).
 
     .venv/bin/python scripts/compare_evals.py /tmp/ev_fp32 /tmp/ev_int8 [--sets pano,maskon]
+    .venv/bin/python scripts/compare_evals.py /tmp/syn/A/eval.json /tmp/syn/B/eval.json
 
 For every labelled object (image, class, box; don't-care objects left out) of every set in
 both ``WORK/eval/<set>.json``, it prints per set how many objects the second run loses and
-gains on each criterion (box match at IoU 0.3, "sufficiently blurred") and lists the lost ones. A speed-up
-ships only with nothing in the "lost" columns (issue #13's rule). Exit status 0 either way.
+gains on each criterion (box match at IoU 0.3 and 0.5, "sufficiently blurred") and lists the
+lost ones. Two ``redact eval --json`` files (e.g. ``scripts/synth_pano_recall.py``'s
+``WORK/eval.json``) are compared as one set. A speed-up ships only with nothing in the
+"lost" columns (issue #13's rule). Exit status 0 either way.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-CRITERIA = ("matched_iou0.3", "sufficiently_blurred")
+CRITERIA = ("matched_iou0.3", "matched_iou0.5", "sufficiently_blurred")
 SETS = ("pano", "maskon", "openalpr", "uc3m", "dutch")
 
 
@@ -57,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("other", type=Path)
     ap.add_argument("--sets", default=",".join(SETS))
     args = ap.parse_args(argv)
-    for name in args.sets.split(","):
-        fa, fb = (w / "eval" / f"{name}.json" for w in (args.base, args.other))
+    if args.base.is_file() and args.other.is_file():
+        pairs = [("file", args.base, args.other)]
+    else:
+        pairs = [
+            (name, args.base / "eval" / f"{name}.json", args.other / "eval" / f"{name}.json")
+            for name in args.sets.split(",")
+        ]
+    for name, fa, fb in pairs:
         if not (fa.is_file() and fb.is_file()):
             print(f"{name}: missing in one run, skipped")
             continue
