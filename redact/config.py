@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from redact.classes import ObjectClass
+from redact.classes import ObjectClass, Projection
 from redact.errors import ConfigError
 from redact.io.metadata import MetadataPolicy
 from redact.yamlfile import read_yaml_mapping
@@ -533,16 +533,36 @@ class RedactConfig:
         """Canonical JSON (sorted keys) of the whole config."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
-    def hash(self) -> str:
+    def hash(self, projection: Projection | None = None) -> str:
         """sha256 hex of the canonical JSON of every section that affects the output
-        (:data:`UNHASHED_SECTIONS` left out): configs that blur alike hash alike."""
+        (:data:`UNHASHED_SECTIONS` left out): configs that blur alike hash alike.
+
+        With a ``projection``, only what affects images of that projection is hashed:
+        panoramas leave out ``tiling.perspective``, photos ``tiling.levels`` (a photo-only
+        change must not make every panorama of a season outdated). The three hashes of one
+        config always differ (different keys are hashed). ``None`` or ``AUTO``: everything.
+        """
         data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_SECTIONS}
         if not self.renditions.enabled:  # no renditions: hashes as before the section existed
             data.pop("renditions")
         if not self.postprocess.enabled:  # stage 1 alone: its settings change no pixel
             data.pop("postprocess")
+        if projection is not None and projection in _UNUSED_TILING:
+            unused = _UNUSED_TILING[projection]
+            data["tiling"] = {k: v for k, v in data["tiling"].items() if k != unused}
+            data["hashed_for"] = projection.value
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def projection_hashes(self) -> dict[str, str]:
+        """``{projection value: hash(projection)}`` for panoramas and photos."""
+        return {p.value: self.hash(p) for p in _UNUSED_TILING}
+
+    def current_hashes(self) -> frozenset[str]:
+        """Every config hash under which an image published now counts as current: each
+        projection's, and the whole config's (what rows and markers recorded before hashes
+        were per projection: an unchanged config leaves those current too)."""
+        return frozenset({self.hash(), *self.projection_hashes().values()})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RedactConfig:
@@ -562,6 +582,13 @@ class RedactConfig:
         if overrides:
             data = _deep_merge(data, overrides)
         return cls.from_dict(data)
+
+
+# The tiling settings that images of each projection never use (left out of their hash).
+_UNUSED_TILING: dict[Projection, str] = {
+    Projection.EQUIRECTANGULAR: "perspective",
+    Projection.PERSPECTIVE: "levels",
+}
 
 
 # --- helpers ---------------------------------------------------------------------------------

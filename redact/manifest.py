@@ -151,6 +151,17 @@ class RunInfo:
     redact_version: str
     models_hash: str = ""
     pixel_version: int = 0  # redact.core.PIXEL_VERSION
+    # RedactConfig.hash(projection) by projection value; config_hash (the whole config's) is
+    # what an image of another or unknown projection (failed before decoding) records.
+    config_hashes: dict[str, str] = field(default_factory=dict)
+
+    def config_hash_for(self, projection: str) -> str:
+        """The config hash an image of ``projection`` (a Projection value, or "") records."""
+        return self.config_hashes.get(projection, self.config_hash)
+
+    def current_config_hashes(self) -> frozenset[str]:
+        """Hashes under which a marker or row counts as produced with this run's config."""
+        return frozenset({self.config_hash, *self.config_hashes.values()})
 
 
 @dataclass
@@ -284,7 +295,7 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "projection": o.projection,
         "tiles": o.tiles,
         "models": run.models,
-        "config_hash": run.config_hash,
+        "config_hash": run.config_hash_for(o.projection),
         "thresholds": run.thresholds,
         "detections": detection_records(
             o.detections,

@@ -1,6 +1,6 @@
 import pytest
 
-from redact.classes import ObjectClass
+from redact.classes import ObjectClass, Projection
 from redact.config import Backend, ConfigError, MergeMethod, RedactConfig
 
 MODEL = {"path": "m.onnx", "classes": ["face", "license_plate"]}
@@ -58,6 +58,38 @@ def test_hash_is_stable_and_sensitive():
     assert a.hash() == b.hash()
     assert a.hash() != c.hash()
     assert len(a.hash()) == 64
+
+
+PANO, PHOTO = Projection.EQUIRECTANGULAR, Projection.PERSPECTIVE
+
+
+def test_projection_hash_leaves_out_only_the_other_projections_tiling():
+    base = RedactConfig.from_dict({"models": [MODEL]})
+    photo_only = RedactConfig.from_dict(
+        {"models": [MODEL], "tiling": {"perspective": {"upscale_below_tiles": 2.0}}}
+    )
+    pano_only = RedactConfig.from_dict(
+        {"models": [MODEL], "tiling": {"levels": [{"name": "n", "max_object_deg": 5.0}]}}
+    )
+    both = RedactConfig.from_dict({"models": [MODEL], "tiling": {"tile_size": 512}})
+    assert photo_only.hash(PANO) == base.hash(PANO)
+    assert photo_only.hash(PHOTO) != base.hash(PHOTO)
+    assert pano_only.hash(PHOTO) == base.hash(PHOTO)
+    assert pano_only.hash(PANO) != base.hash(PANO)
+    for cfg in (photo_only, pano_only, both):
+        assert cfg.hash() != base.hash()  # the whole config's hash sees every change
+    assert both.hash(PANO) != base.hash(PANO) and both.hash(PHOTO) != base.hash(PHOTO)
+    assert base.hash(Projection.AUTO) == base.hash() == base.hash(None)
+
+
+def test_current_hashes_are_three_distinct_hashes():
+    cfg = RedactConfig.from_dict({"models": [MODEL]})
+    assert cfg.projection_hashes() == {
+        "equirectangular": cfg.hash(PANO),
+        "perspective": cfg.hash(PHOTO),
+    }
+    assert cfg.current_hashes() == {cfg.hash(), cfg.hash(PANO), cfg.hash(PHOTO)}
+    assert len(cfg.current_hashes()) == 3
 
 
 def test_extends_and_overrides(tmp_path):

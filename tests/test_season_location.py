@@ -159,6 +159,8 @@ def test_select_by_cells_priority_and_outdated():
     assert select(rows, cells) == {"a": 7, "b": 1, "c": 5}
     current = models_hash(rows[0]["models"])
     assert select(rows, cells, models_hash=current, config_hash="c1") == {"b": 1}
+    assert select(rows, cells, config_hash=frozenset({"c1", "old"})) == {}
+    assert select(rows, cells, config_hash=frozenset({"c2"})) == {"a": 7, "b": 1, "c": 5}
     assert select(rows, cells, config_hashes=["c1"]) == {"a": 7, "c": 5}
     # A row with only a stored cell (no lat/lng) is matched by that cell's range.
     only_cell = {**_row("e", None, None), "s2_cell": cell_token(*paris, 16)}

@@ -79,6 +79,9 @@ def test_verdicts():
     assert _v(m, mtime=1700000001.5) is Verdict.SOURCE_CHANGED
     assert _v(m, mtime=None) is Verdict.CURRENT  # a filesystem without mtimes: size decides
     assert _v(m, config="d" * 64) is Verdict.CONFIG_CHANGED
+    # A set of current hashes (one per projection + the whole config's): any one of them.
+    assert _v(m, config=frozenset({"d" * 64, "c" * 64})) is Verdict.CURRENT
+    assert _v(m, config=frozenset({"d" * 64, "e" * 64})) is Verdict.CONFIG_CHANGED
     other = replace(m, models_hash=models_hash([{**MODELS[0], "version": "2"}]))
     assert _v(other) is Verdict.MODELS_CHANGED
     assert _v(m, force=True) is Verdict.FORCED

@@ -72,7 +72,7 @@ def _reprocess(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     current_models = current_config = None
     if args.outdated:
         config = load_config(args.config, args.set)
-        current_config = config.hash()
+        current_config = config.current_hashes()
         current_models = models_hash(describe_models(config, ModelRegistry.load(args.registry)))
     chosen = select(
         rows,

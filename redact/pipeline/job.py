@@ -191,4 +191,5 @@ def run_info(job: JobSpec, models: Iterable[dict[str, str]]) -> RunInfo:
         redact_version=__version__,
         models_hash=models_hash(model_list),
         pixel_version=PIXEL_VERSION,
+        config_hashes=cfg.projection_hashes(),
     )

@@ -259,7 +259,7 @@ class Publish(beam.DoFn):
             last_updated=rec.last_updated,
             sha256=rec.sha256,
             models_hash=self._run.models_hash,
-            config_hash=self._run.config_hash,
+            config_hash=self._run.config_hash_for(rec.projection.value),
             run_id=self._run.run_id,
             output_uri=rec.output_uri,
             output_sha256=row["output_sha256"],

@@ -77,7 +77,7 @@ class CheckMarker(beam.DoFn):
                     marker,
                     fingerprint(cand.size_bytes, cand.last_updated),
                     models=self._run.models_hash,
-                    config=self._run.config_hash,
+                    config=self._run.current_config_hashes(),
                     manual=manual.get(cand.uri, ""),
                     pixel_version=PIXEL_VERSION,
                     output_exists=exists,

@@ -64,7 +64,7 @@ def select(
     cells: Sequence[CellPriority],
     *,
     models_hash: str | None = None,
-    config_hash: str | None = None,
+    config_hash: str | frozenset[str] | None = None,
     config_hashes: Sequence[str] = (),
 ) -> dict[str, int]:
     """Images to reprocess: relative path -> priority (the highest of the cells holding it).
@@ -74,7 +74,8 @@ def select(
         cells: tokens with priorities; an image is in a cell when its position lies in the
             cell's leaf range (so parent cells match everything in their children).
         models_hash, config_hash: with ``--outdated``, keep only rows produced by another
-            model set or config.
+            model set or config (``config_hash``: the current hash, or the set of them, see
+            :meth:`redact.config.RedactConfig.current_hashes`).
         config_hashes: keep only rows produced with one of these config hashes.
     """
     from redact.season.location import CellRange
@@ -88,10 +89,11 @@ def select(
         best = np.where(inside, np.maximum(best, c.priority), best)
     keep = best > np.iinfo(np.int64).min
     if models_hash is not None or config_hash is not None:
+        current = {config_hash} if isinstance(config_hash, str) else config_hash
         outdated = np.array(
             [
                 (models_hash is not None and hash_models(r.get("models") or []) != models_hash)
-                or (config_hash is not None and r.get("config_hash") != config_hash)
+                or (current is not None and r.get("config_hash") not in current)
                 for r in rows
             ],
             bool,

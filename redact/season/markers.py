@@ -163,7 +163,7 @@ def verdict(
     source: SourceFingerprint,
     *,
     models: str,
-    config: str,
+    config: str | frozenset[str],
     manual: str,
     pixel_version: int,
     output_exists: bool,
@@ -173,7 +173,10 @@ def verdict(
 ) -> Verdict:
     """Decide from a marker whether a file needs processing.
 
-    ``manual`` is the regions_hash of the image's manual regions in the table now,
+    ``config`` is the current config hash, or the set of them under which an image counts as
+    current (:meth:`redact.manifest.RunInfo.current_config_hashes`: one per projection, plus
+    the whole config's that markers recorded before); ``manual`` is the regions_hash of the
+    image's manual regions in the table now,
     ``pixel_version`` this code's :data:`redact.core.PIXEL_VERSION`, ``output_exists`` whether
     the published copy is still there, ``renditions_exist`` whether every rendition the
     marker's row lists is (:func:`renditions_present`; True when renditions are off).
@@ -191,7 +194,7 @@ def verdict(
         return Verdict.SOURCE_CHANGED
     if marker.models_hash != models:
         return Verdict.MODELS_CHANGED
-    if marker.config_hash != config:
+    if marker.config_hash not in ({config} if isinstance(config, str) else config):
         return Verdict.CONFIG_CHANGED
     if marker.manual_hash != manual:
         return Verdict.MANUAL_CHANGED
