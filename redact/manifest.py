@@ -205,6 +205,9 @@ class ImageOutcome:
     strengths: Sequence[str] | None = None
     # RENDITION_TYPE entries of the files made from the published copy (redact.renditions)
     renditions: list[dict[str, Any]] = field(default_factory=list)
+    # The config hash of the copy this row describes, when another run made it (a skipped
+    # image: its marker's); "" = this run's hash for the image's projection.
+    config_hash: str = ""
 
 
 def _opt(v: float) -> float | None:
@@ -295,7 +298,7 @@ def make_row(run: RunInfo, o: ImageOutcome, processed_at: Any) -> dict[str, Any]
         "projection": o.projection,
         "tiles": o.tiles,
         "models": run.models,
-        "config_hash": run.config_hash_for(o.projection),
+        "config_hash": o.config_hash or run.config_hash_for(o.projection),
         "thresholds": run.thresholds,
         "detections": detection_records(
             o.detections,

@@ -250,11 +250,13 @@ def execute(
     run = run_info(job, describe_models(config, registry))
     options = PipelineOptions(beam_args, save_main_session=False)
     _LOG.info(
-        "run %s: %s -> %s (config %s, models %s%s)",
+        "run %s: %s -> %s (config %s; panoramas %s, photos %s; models %s%s)",
         job.run_id,
         job.files or job.input.pattern,
         job.output,
         run.config_hash[:12],
+        run.config_hash_for(Projection.EQUIRECTANGULAR.value)[:12],
+        run.config_hash_for(Projection.PERSPECTIVE.value)[:12],
         run.models_hash[:12],
         ", forced" if job.force else "",
     )

@@ -56,13 +56,20 @@ def _run(job, run, expected) -> None:
         assert_that(rows, equal_to(expected))
 
 
-def _hashes(job) -> dict[str, str]:
-    """relative path -> config hash of the job's published rows."""
+def _hashes(job, status: str = "published") -> dict[str, str]:
+    """relative path -> config hash of the job's rows with ``status``."""
     return {
         r["relative_path"]: r["config_hash"]
         for r in read_manifest(job.manifest).to_pylist()
-        if r["run_id"] == job.run_id and r["status"] == "published"
+        if r["run_id"] == job.run_id and r["status"] == status
     }
+
+
+def test_rows_of_unknown_projection_record_the_whole_config_hash(make_job):
+    job, run = make_job(_config())
+    assert run.config_hash_for("") == run.config_hash == job.config.hash()
+    assert run.config_hash_for("equirectangular") == job.config.hash(Projection.EQUIRECTANGULAR)
+    assert run.current_config_hashes() == job.config.current_hashes()
 
 
 def test_a_tiling_change_re_does_only_the_projection_it_affects(tmp_path, make_job):
@@ -82,6 +89,8 @@ def test_a_tiling_change_re_does_only_the_projection_it_affects(tmp_path, make_j
     photo_change = _config(perspective={"overlap_px": 4})
     job2, run2 = make_job(photo_change, markers=markers, run_id="r2")
     _run(job2, run2, [(PANO, "skipped"), (PHOTO, "published")])
+    # the skipped row names the standing copy's config (its marker's hash)
+    assert _hashes(job2, "skipped") == {PANO: cfg.hash(Projection.EQUIRECTANGULAR)}
 
     pano_change = _config(levels={"max_object_deg": 6}, perspective={"overlap_px": 4})
     job3, run3 = make_job(pano_change, markers=markers, run_id="r3")
@@ -98,5 +107,6 @@ def test_markers_with_the_whole_config_hash_stay_current(tmp_path, make_job):
 
     job2, run2 = make_job(_config(), markers=markers, run_id="r2")
     _run(job2, run2, [(PANO, "skipped"), (PHOTO, "skipped")])
+    assert set(_hashes(job2, "skipped").values()) == {job.config.hash()}
     job3, run3 = make_job(_config(perspective={"overlap_px": 4}), markers=markers, run_id="r3")
     _run(job3, run3, [(PANO, "published"), (PHOTO, "published")])  # the whole hash changed

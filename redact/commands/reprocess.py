@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="HASH",
-        help="only images produced with this config hash (repeatable)",
+        help="only images whose manifest row records this config hash (the hash for the "
+        "image's projection; repeatable)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the selection, run nothing")
     add_config_args(p)

@@ -123,5 +123,7 @@ class CheckMarker(beam.DoFn):
             error_reason=v.value,
             error_message=f"published by run {marker.run_id} at {marker.published_at}; source, "
             "models, config, manual regions and pixel version unchanged",
+            projection=str(marker.row.get("projection") or ""),
+            config_hash=marker.config_hash,  # the standing copy's, not this run's
         )
         yield beam.pvalue.TaggedOutput(self.ROWS, make_row(self._run, outcome, now()))
