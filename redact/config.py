@@ -547,7 +547,7 @@ class RedactConfig:
             data.pop("renditions")
         if not self.postprocess.enabled:  # stage 1 alone: its settings change no pixel
             data.pop("postprocess")
-        if projection is not None and projection in _UNUSED_TILING:
+        if projection in _UNUSED_TILING:  # None and AUTO: every section
             unused = _UNUSED_TILING[projection]
             data["tiling"] = {k: v for k, v in data["tiling"].items() if k != unused}
             data["hashed_for"] = projection.value
