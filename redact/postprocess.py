@@ -18,7 +18,9 @@ quarantined, never published with fewer blurs).
 
 Final score (:func:`fuse`): the stage-2 score, except that a candidate whose stage-1 score is
 at least ``stage1_keep`` keeps ``max(stage1, stage2)`` (stage 2 may only veto low-confidence
-candidates). The per-class thresholds of the config apply to the final score; the class
+candidates), and so does one whose box covers less than ``veto_min_area`` of the image
+(:func:`protected_by_area`): a blur's cost is its area, so stage 2 spends its veto where it
+buys area back, never on the small, distant faces and plates that stage 1 finds least surely. The per-class thresholds of the config apply to the final score; the class
 ``floor`` still applies to the stage-1 score (what is recorded at all).
 """
 
@@ -287,12 +289,29 @@ def to_model_input(crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
 
 
 def fuse(
-    stage1: npt.ArrayLike, stage2: npt.ArrayLike, stage1_keep: float
+    stage1: npt.ArrayLike,
+    stage2: npt.ArrayLike,
+    stage1_keep: float,
+    protected: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Final score (N,): ``stage2``, or ``max(stage1, stage2)`` where ``stage1 >= stage1_keep``."""
+    """Final score (N,): ``stage2``, or ``max(stage1, stage2)`` where ``stage1 >= stage1_keep``
+    or where ``protected`` (N,) bool is set (stage 2 may not lower those)."""
     s1 = np.asarray(stage1, np.float32)
     s2 = np.asarray(stage2, np.float32)
-    return np.where(s1 >= np.float32(stage1_keep), np.maximum(s1, s2), s2).astype(np.float32)
+    keep = s1 >= np.float32(stage1_keep)
+    if protected is not None:
+        keep = keep | np.asarray(protected, bool).reshape(keep.shape)
+    return np.where(keep, np.maximum(s1, s2), s2).astype(np.float32)
+
+
+def protected_by_area(
+    xyxy: npt.ArrayLike, image_shape: tuple[int, ...], veto_min_area: float
+) -> npt.NDArray[np.bool_]:
+    """(N,) True for (N, 4) boxes (pixels) covering less than ``veto_min_area`` of the
+    ``image_shape`` (H, W, ...) image's pixels: stage 2 may not lower their score (0 = none)."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    return np.asarray(area < float(veto_min_area) * image_shape[0] * image_shape[1], bool)
 
 
 # --- the rescorer -----------------------------------------------------------------------------
@@ -317,6 +336,7 @@ class Rescorer:
         classes: model output column -> ObjectClass (the registry entry's classes).
         context: context factor the model was trained with (ONNX metadata).
         stage1_keep: see :func:`fuse`.
+        veto_min_area: see :func:`protected_by_area` (share of the image's pixels; 0 = off).
         batch_size: candidates per ``session.run``.
     """
 
@@ -328,6 +348,7 @@ class Rescorer:
         *,
         context: float,
         stage1_keep: float,
+        veto_min_area: float,
         batch_size: int = 256,
     ) -> None:
         inputs = {i.name: i.shape for i in session.get_inputs()}
@@ -352,6 +373,7 @@ class Rescorer:
         self.size = int(crop_shape[2])
         self.context = float(context)
         self.stage1_keep = float(stage1_keep)
+        self.veto_min_area = float(veto_min_area)
         self.batch_size = int(batch_size)
         self._output = session.get_outputs()[0].name
 
@@ -405,12 +427,23 @@ class Rescorer:
         return picked.astype(np.float32)
 
     def rescore(
-        self, pixels: npt.NDArray[np.uint8], dets: Detections, projection: Projection
+        self,
+        pixels: npt.NDArray[np.uint8],
+        dets: Detections,
+        projection: Projection,
+        *,
+        area_rule: bool = True,
     ) -> Rescored:
-        """Stage-2 and final scores of ``dets`` (``confidence`` = stage-1 scores)."""
+        """Stage-2 and final scores of ``dets`` (``confidence`` = stage-1 scores);
+        ``area_rule=False`` fuses without :func:`protected_by_area` (the canary's check of
+        the model itself)."""
         t0 = time.perf_counter()
         s2 = self.stage2_scores(pixels, dets, projection)
-        return Rescored(s2, fuse(dets.confidence, s2, self.stage1_keep), time.perf_counter() - t0)
+        protected = (
+            protected_by_area(dets.xyxy, pixels.shape, self.veto_min_area) if area_rule else None
+        )
+        final = fuse(dets.confidence, s2, self.stage1_keep, protected)
+        return Rescored(s2, final, time.perf_counter() - t0)
 
     def __call__(
         self, pixels: npt.NDArray[np.uint8], dets: Detections, projection: Projection
@@ -433,6 +466,7 @@ def open_rescorer(
     classes: Sequence[ObjectClass | None],
     *,
     stage1_keep: float,
+    veto_min_area: float,
     threads: int = 1,
 ) -> Rescorer:
     """An ONNX model's bytes -> :class:`Rescorer` (metadata checked; no canary)."""
@@ -460,7 +494,14 @@ def open_rescorer(
         raise RescorerError(f"post-processor {model_id!r}: no valid redact_context") from None
     if not 1.0 <= context <= 8.0:
         raise RescorerError(f"post-processor {model_id!r}: redact_context {context} not in [1, 8]")
-    return Rescorer(session, model_id, classes, context=context, stage1_keep=stage1_keep)
+    return Rescorer(
+        session,
+        model_id,
+        classes,
+        context=context,
+        stage1_keep=stage1_keep,
+        veto_min_area=veto_min_area,
+    )
 
 
 def prove_rescorer(
@@ -473,7 +514,8 @@ def prove_rescorer(
 
     Each canary crop is fed as a photo whose candidates are its objects' boxes (every
     object, required or not, so context features are realistic), all with stage-1 score
-    ``stage1_score``; every required object's final score must reach its class's ``blur``
+    ``stage1_score``; every required object's final score, fused without the area rule (it
+    would shield the small objects and test nothing), must reach its class's ``blur``
     threshold. Returns ``{"<crop>#<k>": final score}`` of the required objects.
 
     Raises:
@@ -493,7 +535,9 @@ def prove_rescorer(
             np.array([int(o.cls) for o in objs], np.int32),
         )
         try:
-            final = rescorer(crop.image, dets, Projection.PERSPECTIVE)
+            final = rescorer.rescore(
+                crop.image, dets, Projection.PERSPECTIVE, area_rule=False
+            ).final
         except ImageError as e:
             raise RescorerError(f"post-processor canary failed on {crop.file}: {e}") from e
         for k, (o, s) in enumerate(zip(objs, final, strict=True)):
@@ -542,7 +586,12 @@ def load_rescorer(
     spec = resolve_spec(pp, registry)
     data = read_verified(spec, "post-processor")
     rescorer = open_rescorer(
-        data, spec.model_id, spec.classes, stage1_keep=pp.stage1_keep, threads=pp.threads
+        data,
+        spec.model_id,
+        spec.classes,
+        stage1_keep=pp.stage1_keep,
+        veto_min_area=pp.veto_min_area,
+        threads=pp.threads,
     )
     blur = {c: float(t.blur) for c, t in config.thresholds.items()}
     folder = pp.canary or None
@@ -573,6 +622,7 @@ __all__ = [
     "fuse",
     "load_rescorer",
     "open_rescorer",
+    "protected_by_area",
     "prove_rescorer",
     "to_model_input",
 ]

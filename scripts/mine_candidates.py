@@ -48,8 +48,9 @@ trustworthy negative). Low-detail boxes of the panoramas stay ignored either way
     nice -n 5 .venv/bin/python scripts/mine_candidates.py --work /tmp/mine
 
 Writes WORK/candidates.npz (crops uint8 (N, S, S, 3), features, label, weight, class,
-stage-1 score, set, image) and WORK/mine_summary.json. Outputs stay in WORK (outside the
-repo): they hold crops of real people.
+stage-1 score, set, image, box (pixels), image_px = the image's width x height) and
+WORK/mine_summary.json. Outputs stay in WORK (outside the repo): they hold crops of real
+people.
 """
 
 from __future__ import annotations
@@ -96,7 +97,10 @@ PASTE_CONTEXT = 2.6  # pasted source crop = object box x this (the 2x window is 
 DETAIL_IGNORE = 2.5  # mean |Laplacian| (8-bit levels) of a box scaled to 32 px tall
 TEACHER_SETS = ("maskon", "uc3m", "bg", "comp")  # sets with unlabelled faces
 TEACHER_POSITIVE = 0.5  # teacher score that, with stage 1 >= PSEUDO_STAGE1, makes a positive
-PSEUDO_STAGE1 = 0.1
+# The job's floor (everything recorded): teacher-confirmed faces stage 1 scores just above it
+# are the ones a veto would lose, so they must be in training (0.2.0 took them from 0.1 =
+# its stage1_keep, where the fusion keeps stage 1 anyway and they never taught the veto).
+PSEUDO_STAGE1 = 0.03
 TEACHER_IGNORE = 0.2  # teacher score that turns a would-be face negative into IGNORE
 
 
@@ -489,6 +493,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
     crops_all, feats_all, lab_all, w_all, cls_all, s1_all, set_all, img_all, box_all = (
         [] for _ in range(9)
     )
+    image_px_all = []
     pseudo_all = []
     stats: dict[str, dict[str, int]] = {}
     for k, row in enumerate(rows):
@@ -549,6 +554,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         set_all.append(np.full(len(sel), set_name))
         img_all.append(np.full(len(sel), k, np.int32))
         box_all.append(sel.xyxy)
+        image_px_all.append(np.full(len(sel), row.width * row.height, np.int64))
         pseudo_all.append(pseudo[keep])
         if k % 200 == 0:
             print(f"  {k}/{len(rows)} images", flush=True)
@@ -563,6 +569,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         set=np.concatenate(set_all),
         image=np.concatenate(img_all),
         xyxy=np.concatenate(box_all),
+        image_px=np.concatenate(image_px_all),
         pseudo=np.concatenate(pseudo_all),
     )
     (work / "mine_summary.json").write_text(json.dumps(stats, indent=1))

@@ -7,7 +7,9 @@ For every ``stage1_keep`` (candidates at or above it keep ``max(stage 1, stage 2
 validation positives that would no longer be blurred (count and box-area weight) and the share
 of validation negatives' weight (area-weighted) removed. Pseudo positives (teacher-confirmed,
 ``scripts/mine_candidates.py``) are a row of their own: they are the only real street faces
-outside the dev sets.
+outside the dev sets. ``--veto-min-area`` adds the area rule (``postprocess.veto_min_area``:
+stage 2 may not lower a candidate whose box covers less than that share of its image; needs
+the ``xyxy`` and ``image_px`` columns that ``scripts/mine_candidates.py`` writes).
 
     .venv/bin/python scripts/rescorer_operating_point.py --data /tmp/mine8/candidates.npz \\
         --train-dir /tmp/pp8 [--json /tmp/pp8/operating.json]
@@ -29,17 +31,27 @@ KEEPS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 THRESHOLDS = (0.03, 0.04, 0.05, 0.1)
 
 
+def area_share(d: dict[str, np.ndarray]) -> np.ndarray:
+    """(M,) box area / image pixels of each candidate (``xyxy`` (M, 4) pixels, ``image_px``)."""
+    b = d["xyxy"].astype(np.float64)
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    return area / d["image_px"].astype(np.float64)
+
+
 def operating_table(
     d: dict[str, np.ndarray],
     stage2: np.ndarray,
     keeps: tuple[float, ...] = KEEPS,
     thresholds: tuple[float, ...] = THRESHOLDS,
+    veto_min_areas: tuple[float, ...] = (0.0,),
 ) -> list[dict[str, object]]:
-    """One row per (keep, threshold, group, class) over the candidates of ``stage2``.
+    """One row per (keep, veto_min_area, threshold, group, class) over the candidates of
+    ``stage2``.
 
     Args:
         d: the candidates (``label`` 1/0, ``cls`` 0/1, ``stage1``, ``weight``, ``set`` and,
-            optionally, ``pseudo``), (M,) each, already restricted to the validation split.
+            optionally, ``pseudo``; with a non-zero veto_min_area also ``xyxy`` and
+            ``image_px``), (M,) each, already restricted to the validation split.
         stage2: (M,) stage-2 scores of those candidates.
 
     Groups: every set, "pseudo" (teacher-confirmed positives, any set) and "all".
@@ -52,9 +64,10 @@ def operating_table(
     groups = {str(s): sets == s for s in sorted(set(sets.tolist()))}
     groups["pseudo"] = pseudo
     groups["all"] = np.ones(len(label), bool)
+    share = area_share(d) if any(veto_min_areas) else np.ones(len(label))
     rows: list[dict[str, object]] = []
-    for keep in keeps:
-        final = fuse(s1, stage2, keep)
+    for keep, vma in ((k, a) for k in keeps for a in veto_min_areas):
+        final = fuse(s1, stage2, keep, share < vma)
         for t in thresholds:
             blurred = final >= np.float32(t)
             base = s1.astype(np.float32) >= np.float32(t)  # stage 1 alone, same threshold
@@ -68,6 +81,7 @@ def operating_table(
                     rows.append(
                         {
                             "keep": keep,
+                            "veto_min_area": vma,
                             "threshold": t,
                             "group": g,
                             "class": name,
@@ -89,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-dir", type=Path, required=True, help="train_postprocess --out-dir")
     ap.add_argument("--json", type=Path, help="write every row here")
     ap.add_argument("--groups", default="all,pseudo,comp,bg", help="groups printed")
+    ap.add_argument(
+        "--veto-min-area",
+        default="0",
+        help="comma-separated postprocess.veto_min_area values (share of the image; 0 = off)",
+    )
+    ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     args = ap.parse_args(argv)
     raw = dict(np.load(args.data, allow_pickle=False))
     mask = np.load(args.train_dir / "val_mask.npy")
@@ -96,16 +116,26 @@ def main(argv: list[str] | None = None) -> int:
     d = {k: v[mask] for k, v in raw.items() if k not in ("crops", "features")}
     if len(stage2) != int(mask.sum()):
         raise SystemExit(f"val_scores has {len(stage2)} rows, the mask selects {int(mask.sum())}")
-    rows = operating_table(d, stage2)
+    areas = tuple(float(a) for a in args.veto_min_area.split(","))
+    rows = operating_table(
+        d,
+        stage2,
+        thresholds=tuple(float(t) for t in args.thresholds.split(",")),
+        veto_min_areas=areas,
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     show = set(args.groups.split(","))
-    print("| keep | thr | group | class | positives lost (count, weight) | negatives removed |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| keep | veto_min_area | thr | group | class | positives lost (count, weight) "
+        "| negatives removed |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         if r["group"] in show:
             print(
-                f"| {r['keep']} | {r['threshold']} | {r['group']} | {r['class']} | "
+                f"| {r['keep']} | {r['veto_min_area']:g} | {r['threshold']} | {r['group']} "
+                f"| {r['class']} | "
                 f"{r['lost']}/{r['positives']} ({r['lost_weight_share']:.3f}) | "
                 f"{r['neg_weight_removed']:.3f} of {r['negatives']} |"
             )

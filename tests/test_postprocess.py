@@ -29,6 +29,7 @@ from redact.postprocess import (
     fuse,
     load_rescorer,
     open_rescorer,
+    protected_by_area,
     prove_rescorer,
 )
 from tests.tiny_models import draw_square, write_color_canary
@@ -100,9 +101,13 @@ def build_color_rescorer(
     return path
 
 
-def _open(path: Path, keep: float = 1.0):  # type: ignore[no-untyped-def]
+def _open(path: Path, keep: float = 1.0, veto_min_area: float = 0.0):  # type: ignore[no-untyped-def]
     return open_rescorer(
-        path.read_bytes(), "tiny@1", (ObjectClass.FACE, ObjectClass.LICENSE_PLATE), stage1_keep=keep
+        path.read_bytes(),
+        "tiny@1",
+        (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
+        stage1_keep=keep,
+        veto_min_area=veto_min_area,
     )
 
 
@@ -227,6 +232,40 @@ def test_fuse_keeps_confident_stage1_scores() -> None:
     assert fuse([], [], 0.5).shape == (0,)
 
 
+def test_fuse_protected_candidates_keep_their_stage1_score() -> None:
+    s1, s2 = [0.05, 0.05, 0.9], [0.01, 0.2, 0.1]
+    np.testing.assert_allclose(fuse(s1, s2, 0.5, [True, True, False]), [0.05, 0.2, 0.9])
+    np.testing.assert_allclose(fuse(s1, s2, 0.5, [False] * 3), fuse(s1, s2, 0.5))
+    np.testing.assert_allclose(fuse(s1, s2, 1.0, [False, False, True]), [0.01, 0.2, 0.9])
+    assert fuse([], [], 0.5, np.zeros(0, bool)).shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("box", "veto_min_area", "protected"),
+    [
+        ([0, 0, 10, 10], 0.0, False),  # 0 = the rule is off
+        ([0, 0, 10, 10], 100 / 20_000, False),  # exactly the limit: stage 2 may veto
+        ([0, 0, 10, 9.99], 100 / 20_000, True),
+        ([50, 50, 40, 60], 1e-6, True),  # degenerate box: area 0
+        ([0, 0, 200, 100], 1.0, False),  # the whole image is not below all of it
+        ([-5, 0, 15, 10], 150 / 20_000, False),  # a seam-crossing box: its full width counts
+    ],
+)
+def test_protected_by_area_table(box: list[float], veto_min_area: float, protected: bool) -> None:
+    out = protected_by_area([box], (100, 200, 3), veto_min_area)
+    assert out.dtype == bool and out.tolist() == [protected]
+
+
+def test_protected_by_area_empty_and_vectorised() -> None:
+    assert protected_by_area(np.zeros((0, 4)), (10, 10), 0.5).shape == (0,)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (50, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(0, 60, (50, 2))], axis=1)
+    out = protected_by_area(boxes, (100, 100), 0.1)
+    slow = [(b[2] - b[0]) * (b[3] - b[1]) < 0.1 * 100 * 100 for b in boxes]
+    assert out.tolist() == slow
+
+
 # --- the rescorer -----------------------------------------------------------------------------
 
 
@@ -253,6 +292,20 @@ def test_tiny_rescorer_scores_by_class_column(tmp_path: Path) -> None:
     assert kept.final[3] == pytest.approx(0.9) and kept.stage2[3] == 0.0
 
 
+def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> None:
+    # two grey candidates stage 2 scores far below stage 1 (0.2); the 16x16 one covers
+    # 256/9600 of the image, below the rule's 300/9600, the 40x40 one 1600/9600
+    r = _open(build_color_rescorer(tmp_path / "m.onnx"), veto_min_area=300 / 9600)
+    dets = _dets([[40, 60, 56, 76], [30, 40, 70, 80], [10, 10, 26, 26]], [0.2, 0.2, 0.2], [0, 0, 0])
+    out = r.rescore(_scene(), dets, Projection.PERSPECTIVE)
+    assert out.stage2[0] == 0.0 and out.stage2[1] < 0.1
+    assert out.final[0] == pytest.approx(0.2)  # small: keeps its stage-1 score
+    assert out.final[1] == out.stage2[1]  # large: vetoed
+    assert out.final[2] > 0.9  # stage 2 may still raise a small one
+    bare = r.rescore(_scene(), dets, Projection.PERSPECTIVE, area_rule=False)
+    assert bare.final[0] == 0.0
+
+
 def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -> None:
     r = _open(build_color_rescorer(tmp_path / "nan.onnx", nan=True))
     with pytest.raises(ImageError) as e:
@@ -263,12 +316,16 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
     with pytest.raises(RescorerError, match="redact_context"):
         _open(build_color_rescorer(tmp_path / "c.onnx", context="wide"))
     face_only = open_rescorer(
-        (tmp_path / "nan.onnx").read_bytes(), "t", (ObjectClass.FACE, None), stage1_keep=1.0
+        (tmp_path / "nan.onnx").read_bytes(),
+        "t",
+        (ObjectClass.FACE, None),
+        stage1_keep=1.0,
+        veto_min_area=0.0,
     )
     with pytest.raises(ImageError, match="does not score"):
         face_only(_scene(), _dets([[10, 10, 26, 26]], [0.5], [1]), Projection.PERSPECTIVE)
     with pytest.raises(RescorerError, match="cannot open"):
-        open_rescorer(b"not onnx", "t", (ObjectClass.FACE,), stage1_keep=1.0)
+        open_rescorer(b"not onnx", "t", (ObjectClass.FACE,), stage1_keep=1.0, veto_min_area=0.0)
 
 
 def _pp_config(tmp_path: Path, model: Path, **pp: object) -> RedactConfig:
@@ -298,6 +355,19 @@ def test_load_rescorer_proves_itself_on_the_canary(tmp_path: Path) -> None:
     from tests.conftest import tiny_config
 
     assert load_rescorer(tiny_config()) is None
+
+
+def test_canary_is_not_shielded_by_the_area_rule(tmp_path: Path) -> None:
+    # every canary object is smaller than the whole image: with the rule applied, a model that
+    # vetoes everything would pass; the canary checks the model without it
+    weak = _pp_config(
+        tmp_path, build_color_rescorer(tmp_path / "weak.onnx", gain=1.0), veto_min_area=1.0
+    )
+    with pytest.raises(RescorerError, match="canary failed"):
+        load_rescorer(weak)
+    good = _pp_config(tmp_path, build_color_rescorer(tmp_path / "good.onnx"), veto_min_area=0.5)
+    r = load_rescorer(good)
+    assert r is not None and r.veto_min_area == 0.5
 
 
 def test_load_rescorer_from_registry_checks_sha256(tmp_path: Path) -> None:
@@ -341,6 +411,9 @@ def test_postprocess_config_validation() -> None:
         tiny_config(postprocess={"model": "m", "classes": ["face"]})
     with pytest.raises(ConfigError, match="stage1_keep"):
         tiny_config(postprocess={"model": "m", "stage1_keep": 1.5})
+    for bad in (-1e-4, 1.5):
+        with pytest.raises(ConfigError, match="veto_min_area"):
+            tiny_config(postprocess={"model": "m", "veto_min_area": bad})
     with pytest.raises(ConfigError, match="unknown key"):
         tiny_config(postprocess={"modle": "m"})
     # the canary's stage-1 score must be one stage 2 can lower (below stage1_keep)
@@ -357,6 +430,7 @@ def test_postprocess_config_validation() -> None:
     assert a.hash() != b.hash()  # it changes published pixels
     # while stage 2 is off its settings change nothing: no rerun of published images
     assert tiny_config(postprocess={"stage1_keep": 0.3}).hash() == a.hash()
+    assert tiny_config(postprocess={"model": "m", "veto_min_area": 1e-4}).hash() != b.hash()
     c = tiny_config(postprocess={"model": "m", "stage1_keep": 0.3})
     assert c.hash() != b.hash()
 

@@ -315,7 +315,7 @@ def test_mine_apply_teacher_pseudo_positive_ignore_and_untouched() -> None:
     xyxy = np.array(
         [
             [10, 10, 30, 30],  # strong teacher hit, stage 1 0.3 -> pseudo positive
-            [100, 10, 120, 30],  # strong teacher hit but stage 1 0.05 -> ignore (not pseudo)
+            [100, 10, 120, 30],  # strong teacher hit but stage 1 0.02 -> ignore (not pseudo)
             [200, 10, 220, 30],  # weak teacher hit, negative -> ignore
             [300, 10, 320, 30],  # no teacher nearby: stays a negative
             [10, 100, 30, 120],  # a plate under a strong teacher face: untouched
@@ -324,7 +324,8 @@ def test_mine_apply_teacher_pseudo_positive_ignore_and_untouched() -> None:
         np.float64,
     )
     cls = np.array([F, F, F, F, P, F])
-    stage1 = np.array([0.3, 0.05, 0.3, 0.3, 0.3, 0.3])
+    stage1 = np.array([0.3, 0.02, 0.3, 0.3, 0.3, 0.3])
+    assert mc.PSEUDO_STAGE1 == 0.03  # the job's floor: everything it records may be a pseudo
     lab = np.array([0, 0, 0, 0, 0, 1], np.int8)
     tb = np.array(
         [
@@ -385,6 +386,28 @@ def test_rescorer_operating_table_counts_lost_positives_and_removed_negatives() 
     rows = op.operating_table(d, s2, keeps=(0.05,), thresholds=(0.04,))
     face = {(r["group"], r["class"]): r for r in rows}[("all", "face")]
     assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0
+
+
+def test_rescorer_operating_table_area_rule_shields_small_boxes() -> None:
+    op = _load("rescorer_operating_point")
+    d = {
+        "label": np.array([1, 0, 0]),
+        "cls": np.array([0, 0, 0]),
+        "stage1": np.array([0.08, 0.07, 0.07]),
+        "weight": np.array([1.0, 1.0, 1.0]),
+        "set": np.array(["a", "a", "a"]),
+        # a 10x10 positive and negative, a 40x40 negative, in 100x100 images
+        "xyxy": np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 40, 40]], np.float64),
+        "image_px": np.array([10_000, 10_000, 10_000]),
+    }
+    s2 = np.array([0.01, 0.01, 0.01])
+    rows = op.operating_table(d, s2, keeps=(0.5,), thresholds=(0.04,), veto_min_areas=(0.0, 0.05))
+    by = {(r["veto_min_area"], r["group"], r["class"]): r for r in rows}
+    off, on = by[(0.0, "all", "face")], by[(0.05, "all", "face")]
+    assert off["lost"] == 1 and off["neg_weight_removed"] == 1.0
+    # 100 px < 5 % of 10,000 px: the small ones keep stage 1; only the 40x40 negative goes
+    assert on["lost"] == 0 and on["neg_weight_removed"] == 0.5
+    np.testing.assert_allclose(op.area_share(d), [0.01, 0.01, 0.16])
 
 
 def test_mine_ground_view_is_below_the_horizon_in_pinhole_pitch() -> None:
