@@ -447,3 +447,18 @@ def test_mine_compose_puts_ground_faces_below_and_posters_around_the_horizon(
     assert sheet.shape[0] >= 60 and sheet.shape[1] >= 50
     assert 0 <= box[0] < box[2] <= sheet.shape[1] and 0 <= box[1] < box[3] <= sheet.shape[0]
     assert box[2] - box[0] == 20 and box[3] - box[1] == 30
+
+
+def test_veto_area_cost_blurred_share_of_boxes_and_ellipses() -> None:
+    vc = _load("veto_area_cost")
+    shape = (1000, 2000)
+    box = np.array([[400, 300, 800, 500]], np.float64)  # 400x200 px, dilated 0.5: 800x400
+    plate = vc.blurred_share(box, np.array([False]), shape, 0.5)
+    assert abs(plate - 800 * 400 / (1000 * 2000)) < 1e-9
+    face = vc.blurred_share(box, np.array([True]), shape, 0.5)
+    assert abs(face / plate - np.pi / 4) < 0.05  # the ellipse inside that box
+    assert vc.blurred_share(box, np.array([False]), shape, 0.0) < plate / 3
+    assert vc.blurred_share(np.zeros((0, 4)), np.zeros(0, bool), shape, 0.5) == 0.0
+    # overlapping boxes count once
+    two = vc.blurred_share(np.repeat(box, 2, axis=0), np.array([False, False]), shape, 0.5)
+    assert two == plate
