@@ -396,8 +396,8 @@ class PostprocessConfig:
 
     With a model the per-class ``thresholds`` (blur, review) apply to the FINAL score: the
     stage-2 score, or ``max(stage 1, stage 2)`` for candidates whose stage-1 score is at least
-    ``stage1_keep`` (1.0 = stage 2 alone decides) or whose box covers less than
-    ``veto_min_area`` of the image; the class ``floor`` applies to the stage-1 score. At load the model must keep every required detector-canary object (``canary``
+    ``stage1_keep`` (1.0 = stage 2 alone decides), whose box covers less than
+    ``veto_min_area`` of the image or whose stage-2 score is at least ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model must keep every required detector-canary object (``canary``
     folder, "" = the packaged one) at or above its class's blur threshold when given the
     stage-1 score ``canary_stage1_score``, which must lie below ``stage1_keep`` (at or above
     it the fusion keeps the stage-1 score and the canary would test nothing). Changes
@@ -415,6 +415,9 @@ class PostprocessConfig:
     # cost least and are the ones stage 1 finds least surely. The canary tests the model
     # without this rule.
     veto_min_area: float = 0.0
+    # Stage 2 vetoes (its score replaces stage 1's) only where its score is below this; at or
+    # above it the candidate keeps max(stage 1, stage 2). 1.0 = any stage-2 score may veto.
+    veto_below: float = 1.0
     threads: int = 1  # ONNX Runtime intra-op threads (0 = its default)
     canary: str = ""
     canary_stage1_score: float = 0.05
@@ -426,6 +429,7 @@ class PostprocessConfig:
     def _validate(self, where: str) -> None:
         _range(f"{where}.stage1_keep", self.stage1_keep, 0.0, 1.0)
         _range(f"{where}.veto_min_area", self.veto_min_area, 0.0, 1.0)
+        _range(f"{where}.veto_below", self.veto_below, 0.0, 1.0)
         _range(f"{where}.threads", self.threads, 0, 1024)
         _range(f"{where}.canary_stage1_score", self.canary_stage1_score, 0.0, 1.0)
         # keep 0: stage 2 can never lower a score, the canary passes trivially (safe for recall)

@@ -19,8 +19,10 @@ quarantined, never published with fewer blurs).
 Final score (:func:`fuse`): the stage-2 score, except that a candidate whose stage-1 score is
 at least ``stage1_keep`` keeps ``max(stage1, stage2)`` (stage 2 may only veto low-confidence
 candidates), and so does one whose box covers less than ``veto_min_area`` of the image
-(:func:`protected_by_area`): a blur's cost is its area, so stage 2 spends its veto where it
-buys area back, never on the small, distant faces and plates that stage 1 finds least surely. The per-class thresholds of the config apply to the final score; the class
+(:func:`protected_by_area`: a blur's cost is its area, so stage 2 spends its veto where it
+buys area back, never on the small, distant faces and plates that stage 1 finds least surely)
+and one whose stage-2 score is at least ``veto_below`` (stage 2 vetoes only what it is sure
+of; 1.0 = any score below 1 may veto). The per-class thresholds of the config apply to the final score; the class
 ``floor`` still applies to the stage-1 score (what is recorded at all).
 """
 
@@ -293,12 +295,13 @@ def fuse(
     stage2: npt.ArrayLike,
     stage1_keep: float,
     protected: npt.ArrayLike | None = None,
+    veto_below: float = 1.0,
 ) -> npt.NDArray[np.float32]:
-    """Final score (N,): ``stage2``, or ``max(stage1, stage2)`` where ``stage1 >= stage1_keep``
-    or where ``protected`` (N,) bool is set (stage 2 may not lower those)."""
+    """Final score (N,): ``stage2`` (a veto), or ``max(stage1, stage2)`` where ``stage1 >=
+    stage1_keep``, where ``protected`` (N,) bool is set, or where ``stage2 >= veto_below``."""
     s1 = np.asarray(stage1, np.float32)
     s2 = np.asarray(stage2, np.float32)
-    keep = s1 >= np.float32(stage1_keep)
+    keep = (s1 >= np.float32(stage1_keep)) | (s2 >= np.float32(veto_below))
     if protected is not None:
         keep = keep | np.asarray(protected, bool).reshape(keep.shape)
     return np.where(keep, np.maximum(s1, s2), s2).astype(np.float32)
@@ -337,6 +340,7 @@ class Rescorer:
         context: context factor the model was trained with (ONNX metadata).
         stage1_keep: see :func:`fuse`.
         veto_min_area: see :func:`protected_by_area` (share of the image's pixels; 0 = off).
+        veto_below: see :func:`fuse` (1.0 = off).
         batch_size: candidates per ``session.run``.
     """
 
@@ -349,6 +353,7 @@ class Rescorer:
         context: float,
         stage1_keep: float,
         veto_min_area: float,
+        veto_below: float,
         batch_size: int = 256,
     ) -> None:
         inputs = {i.name: i.shape for i in session.get_inputs()}
@@ -374,6 +379,7 @@ class Rescorer:
         self.context = float(context)
         self.stage1_keep = float(stage1_keep)
         self.veto_min_area = float(veto_min_area)
+        self.veto_below = float(veto_below)
         self.batch_size = int(batch_size)
         self._output = session.get_outputs()[0].name
 
@@ -442,7 +448,7 @@ class Rescorer:
         protected = (
             protected_by_area(dets.xyxy, pixels.shape, self.veto_min_area) if area_rule else None
         )
-        final = fuse(dets.confidence, s2, self.stage1_keep, protected)
+        final = fuse(dets.confidence, s2, self.stage1_keep, protected, self.veto_below)
         return Rescored(s2, final, time.perf_counter() - t0)
 
     def __call__(
@@ -467,6 +473,7 @@ def open_rescorer(
     *,
     stage1_keep: float,
     veto_min_area: float,
+    veto_below: float,
     threads: int = 1,
 ) -> Rescorer:
     """An ONNX model's bytes -> :class:`Rescorer` (metadata checked; no canary)."""
@@ -501,6 +508,7 @@ def open_rescorer(
         context=context,
         stage1_keep=stage1_keep,
         veto_min_area=veto_min_area,
+        veto_below=veto_below,
     )
 
 
@@ -591,6 +599,7 @@ def load_rescorer(
         spec.classes,
         stage1_keep=pp.stage1_keep,
         veto_min_area=pp.veto_min_area,
+        veto_below=pp.veto_below,
         threads=pp.threads,
     )
     blur = {c: float(t.blur) for c, t in config.thresholds.items()}

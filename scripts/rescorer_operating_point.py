@@ -44,9 +44,10 @@ def operating_table(
     keeps: tuple[float, ...] = KEEPS,
     thresholds: tuple[float, ...] = THRESHOLDS,
     veto_min_areas: tuple[float, ...] = (0.0,),
+    veto_belows: tuple[float, ...] = (1.0,),
 ) -> list[dict[str, object]]:
-    """One row per (keep, veto_min_area, threshold, group, class) over the candidates of
-    ``stage2``.
+    """One row per (keep, veto_min_area, veto_below, threshold, group, class) over the
+    candidates of ``stage2``.
 
     Args:
         d: the candidates (``label`` 1/0, ``cls`` 0/1, ``stage1``, ``weight``, ``set`` and,
@@ -66,8 +67,8 @@ def operating_table(
     groups["all"] = np.ones(len(label), bool)
     share = area_share(d) if any(veto_min_areas) else np.ones(len(label))
     rows: list[dict[str, object]] = []
-    for keep, vma in ((k, a) for k in keeps for a in veto_min_areas):
-        final = fuse(s1, stage2, keep, share < vma)
+    for keep, vma, vb in ((k, a, b) for k in keeps for a in veto_min_areas for b in veto_belows):
+        final = fuse(s1, stage2, keep, share < vma, vb)
         for t in thresholds:
             blurred = final >= np.float32(t)
             base = s1.astype(np.float32) >= np.float32(t)  # stage 1 alone, same threshold
@@ -82,6 +83,7 @@ def operating_table(
                         {
                             "keep": keep,
                             "veto_min_area": vma,
+                            "veto_below": vb,
                             "threshold": t,
                             "group": g,
                             "class": name,
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         default="0",
         help="comma-separated postprocess.veto_min_area values (share of the image; 0 = off)",
     )
+    ap.add_argument(
+        "--veto-below", default="1", help="comma-separated postprocess.veto_below values"
+    )
     ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     args = ap.parse_args(argv)
     raw = dict(np.load(args.data, allow_pickle=False))
@@ -122,19 +127,21 @@ def main(argv: list[str] | None = None) -> int:
         stage2,
         thresholds=tuple(float(t) for t in args.thresholds.split(",")),
         veto_min_areas=areas,
+        veto_belows=tuple(float(b) for b in args.veto_below.split(",")),
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     show = set(args.groups.split(","))
     print(
-        "| keep | veto_min_area | thr | group | class | positives lost (count, weight) "
-        "| negatives removed |"
+        "| keep | veto_min_area | veto_below | thr | group | class "
+        "| positives lost (count, weight) | negatives removed |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["group"] in show:
             print(
-                f"| {r['keep']} | {r['veto_min_area']:g} | {r['threshold']} | {r['group']} "
+                f"| {r['keep']} | {r['veto_min_area']:g} | {r['veto_below']:g} | {r['threshold']} "
+                f"| {r['group']} "
                 f"| {r['class']} | "
                 f"{r['lost']}/{r['positives']} ({r['lost_weight_share']:.3f}) | "
                 f"{r['neg_weight_removed']:.3f} of {r['negatives']} |"

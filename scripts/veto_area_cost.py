@@ -3,7 +3,8 @@
 
 Reads the manifest of a two-stage run (``redact run --config <two-stage config>``) over
 negatives-only images, e.g. the non-dev, publisher-anonymised Amsterdam panoramas, and for
-every (``postprocess.stage1_keep``, ``postprocess.veto_min_area``) pair re-applies the fusion
+every (``postprocess.stage1_keep``, ``postprocess.veto_min_area``) pair (at each
+``--veto-below``) re-applies the fusion
 (:func:`redact.postprocess.fuse` with :func:`redact.postprocess.protected_by_area`) to the
 recorded stage-1 and stage-2 scores and prints the mean share of the image that would be
 blurred (every blurred candidate there is a false positive). Candidates on the publisher's own
@@ -74,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="the run's config (default: the packaged default)")
     ap.add_argument("--keeps", default=",".join(map(str, KEEPS)))
     ap.add_argument("--areas", default=",".join(map(str, AREAS)))
+    ap.add_argument("--veto-below", default="1", help="comma-separated postprocess.veto_below")
     args = ap.parse_args(argv)
     keeps = [float(k) for k in args.keeps.split(",")]
     areas = [float(a) for a in args.areas.split(",")]
+    belows = [float(b) for b in args.veto_below.split(",")]
     cfg = load_config(args.config)
     dilate = cfg.blur.dilate
 
-    share = {(k, a): [] for k in keeps for a in areas}
-    count = {(k, a): [] for k in keeps for a in areas}
+    combos = [(k, a, b) for b in belows for k in keeps for a in areas]
+    share: dict[tuple[float, float, float], list[float]] = {c: [] for c in combos}
+    count: dict[tuple[float, float, float], list[int]] = {c: [] for c in combos}
     rows = load_manifest_images(str(args.run / "_manifest"))
     for row in rows:
         if len(row.det_score) and np.isnan(row.det_stage2).all():
@@ -99,24 +103,27 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = ~giant_mask(raw, cfg.thresholds, row.height) & (s1 >= thr)
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
-        for k in keeps:
-            for a in areas:
-                prot = protected_by_area(row.det_xyxy, gray.shape, a)
-                blurred = ok & (fuse(s1, s2, k, prot) >= thr)
-                is_face = row.det_class[blurred] == int(ObjectClass.FACE)
-                share[(k, a)].append(
-                    blurred_share(row.det_xyxy[blurred], is_face, gray.shape, dilate)
-                )
-                count[(k, a)].append(int(blurred.sum()))
+        for k, a, b in combos:
+            prot = protected_by_area(row.det_xyxy, gray.shape, a)
+            blurred = ok & (fuse(s1, s2, k, prot, b) >= thr)
+            is_face = row.det_class[blurred] == int(ObjectClass.FACE)
+            share[(k, a, b)].append(
+                blurred_share(row.det_xyxy[blurred], is_face, gray.shape, dilate)
+            )
+            count[(k, a, b)].append(int(blurred.sum()))
     print(f"{len(rows)} images; mean share of the image blurred (all false positives), %;")
     print("blurred candidates per image in brackets")
-    print("| stage1_keep | " + " | ".join(f"veto_min_area {a:g}" for a in areas) + " |")
-    print("|---|" + "---|" * len(areas))
-    for k in keeps:
-        cells = [
-            f"{100 * np.mean(share[(k, a)]):.3f} ({np.mean(count[(k, a)]):.0f})" for a in areas
-        ]
-        print(f"| {k:g} | " + " | ".join(cells) + " |")
+    print(
+        "| veto_below | stage1_keep | " + " | ".join(f"veto_min_area {a:g}" for a in areas) + " |"
+    )
+    print("|---|---|" + "---|" * len(areas))
+    for b in belows:
+        for k in keeps:
+            cells = [
+                f"{100 * np.mean(share[(k, a, b)]):.3f} ({np.mean(count[(k, a, b)]):.0f})"
+                for a in areas
+            ]
+            print(f"| {b:g} | {k:g} | " + " | ".join(cells) + " |")
     return 0
 
 

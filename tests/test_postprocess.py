@@ -101,13 +101,16 @@ def build_color_rescorer(
     return path
 
 
-def _open(path: Path, keep: float = 1.0, veto_min_area: float = 0.0):  # type: ignore[no-untyped-def]
+def _open(  # type: ignore[no-untyped-def]
+    path: Path, keep: float = 1.0, veto_min_area: float = 0.0, veto_below: float = 1.0
+):
     return open_rescorer(
         path.read_bytes(),
         "tiny@1",
         (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
         stage1_keep=keep,
         veto_min_area=veto_min_area,
+        veto_below=veto_below,
     )
 
 
@@ -240,6 +243,17 @@ def test_fuse_protected_candidates_keep_their_stage1_score() -> None:
     assert fuse([], [], 0.5, np.zeros(0, bool)).shape == (0,)
 
 
+def test_fuse_vetoes_only_below_veto_below() -> None:
+    s1, s2 = [0.05, 0.05, 0.05, 0.9], [0.001, 0.02, 0.5, 0.001]
+    # keep 0.5: only the 0.9 candidate keeps stage 1 by its own score
+    np.testing.assert_allclose(fuse(s1, s2, 0.5, veto_below=0.01), [0.001, 0.05, 0.5, 0.9])
+    np.testing.assert_allclose(fuse(s1, s2, 0.5, veto_below=1.0), fuse(s1, s2, 0.5))
+    np.testing.assert_allclose(fuse(s1, s2, 0.5, veto_below=0.0), [0.05, 0.05, 0.5, 0.9])
+    # the area rule and veto_below both shield: either is enough
+    out = fuse(s1, s2, 0.5, [True, False, False, False], veto_below=0.01)
+    np.testing.assert_allclose(out, [0.05, 0.05, 0.5, 0.9])
+
+
 @pytest.mark.parametrize(
     ("box", "veto_min_area", "protected"),
     [
@@ -304,6 +318,11 @@ def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> Non
     assert out.final[2] > 0.9  # stage 2 may still raise a small one
     bare = r.rescore(_scene(), dets, Projection.PERSPECTIVE, area_rule=False)
     assert bare.final[0] == 0.0
+    # veto_below: stage 2 must score under it to veto; the large grey one scores ~0.05
+    sure = _open(tmp_path / "m.onnx", veto_below=0.01).rescore(
+        _scene(), dets, Projection.PERSPECTIVE
+    )
+    assert sure.final[0] == 0.0 and sure.final[1] == pytest.approx(0.2)
 
 
 def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -> None:
@@ -321,11 +340,19 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
         (ObjectClass.FACE, None),
         stage1_keep=1.0,
         veto_min_area=0.0,
+        veto_below=1.0,
     )
     with pytest.raises(ImageError, match="does not score"):
         face_only(_scene(), _dets([[10, 10, 26, 26]], [0.5], [1]), Projection.PERSPECTIVE)
     with pytest.raises(RescorerError, match="cannot open"):
-        open_rescorer(b"not onnx", "t", (ObjectClass.FACE,), stage1_keep=1.0, veto_min_area=0.0)
+        open_rescorer(
+            b"not onnx",
+            "t",
+            (ObjectClass.FACE,),
+            stage1_keep=1.0,
+            veto_min_area=0.0,
+            veto_below=1.0,
+        )
 
 
 def _pp_config(tmp_path: Path, model: Path, **pp: object) -> RedactConfig:
@@ -414,6 +441,8 @@ def test_postprocess_config_validation() -> None:
     for bad in (-1e-4, 1.5):
         with pytest.raises(ConfigError, match="veto_min_area"):
             tiny_config(postprocess={"model": "m", "veto_min_area": bad})
+        with pytest.raises(ConfigError, match="veto_below"):
+            tiny_config(postprocess={"model": "m", "veto_below": bad})
     with pytest.raises(ConfigError, match="unknown key"):
         tiny_config(postprocess={"modle": "m"})
     # the canary's stage-1 score must be one stage 2 can lower (below stage1_keep)
@@ -431,6 +460,7 @@ def test_postprocess_config_validation() -> None:
     # while stage 2 is off its settings change nothing: no rerun of published images
     assert tiny_config(postprocess={"stage1_keep": 0.3}).hash() == a.hash()
     assert tiny_config(postprocess={"model": "m", "veto_min_area": 1e-4}).hash() != b.hash()
+    assert tiny_config(postprocess={"model": "m", "veto_below": 0.01}).hash() != b.hash()
     c = tiny_config(postprocess={"model": "m", "stage1_keep": 0.3})
     assert c.hash() != b.hash()
 

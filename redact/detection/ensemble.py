@@ -190,7 +190,11 @@ def make_detector_handler(
     thresholds = config_blur_thresholds(config)
     members = [
         make_member_handler(
-            registry.resolve(mc), mc, i, blur_thresholds=thresholds, canary=member_canary(mc, canary)
+            registry.resolve(mc),
+            mc,
+            i,
+            blur_thresholds=thresholds,
+            canary=member_canary(mc, canary),
         )
         for i, mc in enumerate(config.models)
     ]
