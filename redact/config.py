@@ -388,6 +388,10 @@ class BreakerConfig:
         _range(f"{where}.max_no_candidate_share", self.max_no_candidate_share, 0.0, 1.0)
 
 
+def _default_veto_below() -> dict[ObjectClass, float]:
+    return {ObjectClass.FACE: 0.005}
+
+
 @dataclass(frozen=True)
 class PostprocessConfig:
     """Stage 2: the learned post-processor that rescores every merged candidate
@@ -395,29 +399,34 @@ class PostprocessConfig:
     1 only); ``path`` (+ ``classes``, its output columns) names an ONNX file directly.
 
     With a model the per-class ``thresholds`` (blur, review) apply to the FINAL score: the
-    stage-2 score, or ``max(stage 1, stage 2)`` for candidates whose stage-1 score is at least
-    ``stage1_keep`` (1.0 = stage 2 alone decides), whose box covers less than
-    ``veto_min_area`` of the image or whose stage-2 score is at least ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model must keep every required detector-canary object (``canary``
-    folder, "" = the packaged one) at or above its class's blur threshold when given the
-    stage-1 score ``canary_stage1_score``, which must lie below ``stage1_keep`` (at or above
-    it the fusion keeps the stage-1 score and the canary would test nothing). Changes
+    stage-2 score (a veto), or ``max(stage 1, stage 2)`` for candidates whose stage-1 score is
+    at least ``stage1_keep`` (1.0 = stage 2 alone decides), whose box covers less than
+    ``veto_min_area`` of the image, or whose stage-2 score is at least their class's
+    ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model must
+    keep every required detector-canary object (``canary`` folder, "" = the packaged one) at
+    or above its class's blur threshold when given the stage-1 score
+    ``canary_stage1_score``, which must lie below ``stage1_keep`` (at or above it the fusion
+    keeps the stage-1 score and the canary would test nothing). Changes
     published pixels: hashed."""
 
     model: str = ""
     path: str = ""
     classes: tuple[ObjectClass | None, ...] = ()
-    # 0.1: where the issue's black-box report puts most false positives (83 of ~107 face FPs
-    # per panorama below it); on rescorer 0.2.0's validation split it loses 0/530 faces and
-    # 2/181 plates (0.05: 1, 0.2: 3), see models/cards/redact-rescorer-0.2.0.md
-    stage1_keep: float = 0.1
-    # Stage 2 may lower the score only of a candidate whose box covers at least this share of
+    # The operating point of rescorer 0.3.0, chosen on its validation split and on non-dev
+    # background panoramas, never on the dev sets (models/cards/redact-rescorer-0.3.0.md):
+    # stage 1 >= 0.5 keeps its score (0.1 until 0.3.0);
+    stage1_keep: float = 0.5
+    # stage 2 may lower the score only of a candidate whose box covers at least this share of
     # the image's pixels (0 = of any): a blur costs its area, and the small, distant candidates
-    # cost least and are the ones stage 1 finds least surely. The canary tests the model
-    # without this rule.
-    veto_min_area: float = 0.0
-    # Stage 2 vetoes (its score replaces stage 1's) only where its score is below this; at or
-    # above it the candidate keeps max(stage 1, stage 2). 1.0 = any stage-2 score may veto.
-    veto_below: float = 1.0
+    # cost least and are the ones stage 1 finds least surely (2.5e-5: 800 px at 8000x4000, a
+    # 28x28 box; on the background panoramas it blurs 0.03-0.05 % of the image more). The
+    # canary tests the model without this rule;
+    veto_min_area: float = 2.5e-5
+    # stage 2 vetoes (its score replaces stage 1's) only where its score is below its class's
+    # value here; at or above it the candidate keeps max(stage 1, stage 2). A class not listed
+    # is never vetoed: licence plates, whose veto lost 2 of 48 near ground-plane plates on the
+    # synthetic panoramas (scripts/synth_pano_recall.py --plates) at 0.005. 1.0 = any score.
+    veto_below: Mapping[ObjectClass, float] = field(default_factory=_default_veto_below)
     threads: int = 1  # ONNX Runtime intra-op threads (0 = its default)
     canary: str = ""
     canary_stage1_score: float = 0.05
@@ -429,7 +438,8 @@ class PostprocessConfig:
     def _validate(self, where: str) -> None:
         _range(f"{where}.stage1_keep", self.stage1_keep, 0.0, 1.0)
         _range(f"{where}.veto_min_area", self.veto_min_area, 0.0, 1.0)
-        _range(f"{where}.veto_below", self.veto_below, 0.0, 1.0)
+        for c, v in self.veto_below.items():
+            _range(f"{where}.veto_below.{c.label}", v, 0.0, 1.0)
         _range(f"{where}.threads", self.threads, 0, 1024)
         _range(f"{where}.canary_stage1_score", self.canary_stage1_score, 0.0, 1.0)
         # keep 0: stage 2 can never lower a score, the canary passes trivially (safe for recall)
@@ -621,6 +631,7 @@ _CLASS_KEYED = (
     ("blur", "class_dilate"),
     ("blur", "mode"),
     ("blur", "strength"),
+    ("postprocess", "veto_below"),
 )
 # Per-class keys that also take one value for every class (``blur: {mode: pixelate}``).
 _ONE_FOR_ALL = ("mode", "strength")

@@ -21,8 +21,8 @@ at least ``stage1_keep`` keeps ``max(stage1, stage2)`` (stage 2 may only veto lo
 candidates), and so does one whose box covers less than ``veto_min_area`` of the image
 (:func:`protected_by_area`: a blur's cost is its area, so stage 2 spends its veto where it
 buys area back, never on the small, distant faces and plates that stage 1 finds least surely)
-and one whose stage-2 score is at least ``veto_below`` (stage 2 vetoes only what it is sure
-of; 1.0 = any score below 1 may veto). The per-class thresholds of the config apply to the final score; the class
+and one whose stage-2 score is at least its class's ``veto_below`` (stage 2 vetoes only what
+it is sure of; a class without a value is never vetoed). The per-class thresholds of the config apply to the final score; the class
 ``floor`` still applies to the stage-1 score (what is recorded at all).
 """
 
@@ -295,13 +295,14 @@ def fuse(
     stage2: npt.ArrayLike,
     stage1_keep: float,
     protected: npt.ArrayLike | None = None,
-    veto_below: float = 1.0,
+    veto_below: float | npt.ArrayLike = 1.0,
 ) -> npt.NDArray[np.float32]:
     """Final score (N,): ``stage2`` (a veto), or ``max(stage1, stage2)`` where ``stage1 >=
-    stage1_keep``, where ``protected`` (N,) bool is set, or where ``stage2 >= veto_below``."""
+    stage1_keep``, where ``protected`` (N,) bool is set, or where ``stage2 >= veto_below``
+    (one value, or (N,) per candidate)."""
     s1 = np.asarray(stage1, np.float32)
     s2 = np.asarray(stage2, np.float32)
-    keep = (s1 >= np.float32(stage1_keep)) | (s2 >= np.float32(veto_below))
+    keep = (s1 >= np.float32(stage1_keep)) | (s2 >= np.asarray(veto_below, np.float32))
     if protected is not None:
         keep = keep | np.asarray(protected, bool).reshape(keep.shape)
     return np.where(keep, np.maximum(s1, s2), s2).astype(np.float32)
@@ -340,7 +341,7 @@ class Rescorer:
         context: context factor the model was trained with (ONNX metadata).
         stage1_keep: see :func:`fuse`.
         veto_min_area: see :func:`protected_by_area` (share of the image's pixels; 0 = off).
-        veto_below: see :func:`fuse` (1.0 = off).
+        veto_below: per class, see :func:`fuse` (a class not listed is never vetoed).
         batch_size: candidates per ``session.run``.
     """
 
@@ -353,7 +354,7 @@ class Rescorer:
         context: float,
         stage1_keep: float,
         veto_min_area: float,
-        veto_below: float,
+        veto_below: Mapping[ObjectClass, float],
         batch_size: int = 256,
     ) -> None:
         inputs = {i.name: i.shape for i in session.get_inputs()}
@@ -379,7 +380,7 @@ class Rescorer:
         self.context = float(context)
         self.stage1_keep = float(stage1_keep)
         self.veto_min_area = float(veto_min_area)
-        self.veto_below = float(veto_below)
+        self.veto_below = {ObjectClass(c): float(v) for c, v in veto_below.items()}
         self.batch_size = int(batch_size)
         self._output = session.get_outputs()[0].name
 
@@ -448,7 +449,10 @@ class Rescorer:
         protected = (
             protected_by_area(dets.xyxy, pixels.shape, self.veto_min_area) if area_rule else None
         )
-        final = fuse(dets.confidence, s2, self.stage1_keep, protected, self.veto_below)
+        below = np.array(
+            [self.veto_below.get(ObjectClass(int(c)), 0.0) for c in dets.class_id], np.float32
+        )
+        final = fuse(dets.confidence, s2, self.stage1_keep, protected, below)
         return Rescored(s2, final, time.perf_counter() - t0)
 
     def __call__(
@@ -473,7 +477,7 @@ def open_rescorer(
     *,
     stage1_keep: float,
     veto_min_area: float,
-    veto_below: float,
+    veto_below: Mapping[ObjectClass, float],
     threads: int = 1,
 ) -> Rescorer:
     """An ONNX model's bytes -> :class:`Rescorer` (metadata checked; no canary)."""

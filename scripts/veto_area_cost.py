@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the stage-2 fusion settings blur on imagery WITHOUT real faces or plates.
 
-Reads the manifest of a two-stage run (``redact run --config <two-stage config>``) over
+Reads the manifest of a two-stage run (``redact run``: the default config runs stage 2) over
 negatives-only images, e.g. the non-dev, publisher-anonymised Amsterdam panoramas, and for
 every (``postprocess.stage1_keep``, ``postprocess.veto_min_area``) pair (at each
 ``--veto-below``) re-applies the fusion
@@ -15,7 +15,7 @@ The blurred area is drawn from the boxes (dilated by ``blur.dilate``, ellipses f
 1/4 resolution: an estimate of the published copies' changed pixels, for comparing settings,
 not a measurement of them (``redact eval`` measures those).
 
-    .venv/bin/redact run --input BG --output /tmp/bg/out --config configs/experimental/two-stage.yaml
+    .venv/bin/redact run --input BG --output /tmp/bg/out
     .venv/bin/python scripts/veto_area_cost.py --run /tmp/bg/out --input BG
 """
 

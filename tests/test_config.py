@@ -164,7 +164,8 @@ def test_class_dilate_parsed_and_validated() -> None:
 
 
 def test_one_source_of_defaults() -> None:
-    """The code holds every default; the shipped file adds only the models, and a partial
+    """The code holds every default; the shipped file adds only the models (the detectors and
+    the stage-2 model's name, nothing of its operating point), and a partial
     override keeps the shipped values of every key it does not name (it used to fall back to
     the dataclass field defaults: non-production thresholds)."""
     import yaml
@@ -173,8 +174,8 @@ def test_one_source_of_defaults() -> None:
 
     shipped = load_config(None)
     raw = yaml.safe_load(open(shipped_config_path()))
-    assert set(raw) == {"models"}
-    bare = RedactConfig.from_dict({"models": raw["models"]})
+    assert set(raw) == {"models", "postprocess"} and set(raw["postprocess"]) == {"model"}
+    bare = RedactConfig.from_dict({"models": raw["models"], "postprocess": raw["postprocess"]})
     assert bare == shipped and bare.hash() == shipped.hash()
     one = RedactConfig.from_dict({"models": [MODEL], "thresholds": {"face": {"blur": 0.3}}})
     face, plate = one.thresholds[ObjectClass.FACE], one.thresholds[ObjectClass.LICENSE_PLATE]

@@ -110,7 +110,7 @@ def _open(  # type: ignore[no-untyped-def]
         (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
         stage1_keep=keep,
         veto_min_area=veto_min_area,
-        veto_below=veto_below,
+        veto_below={ObjectClass.FACE: veto_below, ObjectClass.LICENSE_PLATE: veto_below},
     )
 
 
@@ -316,6 +316,17 @@ def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> Non
     assert out.final[0] == pytest.approx(0.2)  # small: keeps its stage-1 score
     assert out.final[1] == out.stage2[1]  # large: vetoed
     assert out.final[2] > 0.9  # stage 2 may still raise a small one
+    # a class without a veto_below value is never vetoed
+    r_face_only = open_rescorer(
+        (tmp_path / "m.onnx").read_bytes(),
+        "tiny@1",
+        (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
+        stage1_keep=1.0,
+        veto_min_area=0.0,
+        veto_below={ObjectClass.LICENSE_PLATE: 1.0},
+    )
+    grey = r_face_only.rescore(_scene(), dets, Projection.PERSPECTIVE)
+    assert grey.final[0] == pytest.approx(0.2) and grey.final[1] == pytest.approx(0.2)
     bare = r.rescore(_scene(), dets, Projection.PERSPECTIVE, area_rule=False)
     assert bare.final[0] == 0.0
     # veto_below: stage 2 must score under it to veto; the large grey one scores ~0.05
@@ -340,7 +351,7 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
         (ObjectClass.FACE, None),
         stage1_keep=1.0,
         veto_min_area=0.0,
-        veto_below=1.0,
+        veto_below={ObjectClass.FACE: 1.0},
     )
     with pytest.raises(ImageError, match="does not score"):
         face_only(_scene(), _dets([[10, 10, 26, 26]], [0.5], [1]), Projection.PERSPECTIVE)
@@ -442,7 +453,7 @@ def test_postprocess_config_validation() -> None:
         with pytest.raises(ConfigError, match="veto_min_area"):
             tiny_config(postprocess={"model": "m", "veto_min_area": bad})
         with pytest.raises(ConfigError, match="veto_below"):
-            tiny_config(postprocess={"model": "m", "veto_below": bad})
+            tiny_config(postprocess={"model": "m", "veto_below": {"face": bad}})
     with pytest.raises(ConfigError, match="unknown key"):
         tiny_config(postprocess={"modle": "m"})
     # the canary's stage-1 score must be one stage 2 can lower (below stage1_keep)
@@ -460,7 +471,10 @@ def test_postprocess_config_validation() -> None:
     # while stage 2 is off its settings change nothing: no rerun of published images
     assert tiny_config(postprocess={"stage1_keep": 0.3}).hash() == a.hash()
     assert tiny_config(postprocess={"model": "m", "veto_min_area": 1e-4}).hash() != b.hash()
-    assert tiny_config(postprocess={"model": "m", "veto_below": 0.01}).hash() != b.hash()
+    assert tiny_config(postprocess={"model": "m", "veto_below": {"face": 0.01}}).hash() != b.hash()
+    # per class, aliases accepted; a class not listed is never vetoed
+    vb = tiny_config(postprocess={"model": "m", "veto_below": {"plate": 0.02}}).postprocess
+    assert dict(vb.veto_below) == {ObjectClass.FACE: 0.005, ObjectClass.LICENSE_PLATE: 0.02}
     c = tiny_config(postprocess={"model": "m", "stage1_keep": 0.3})
     assert c.hash() != b.hash()
 
@@ -640,17 +654,20 @@ def test_train_postprocess_smoke(tmp_path: Path) -> None:
 
 
 def test_shipped_rescorer_loads_and_passes_the_canary_at_its_operating_point() -> None:
-    """The committed stage-2 model (models/redact-rescorer-0.2.0.onnx) opens with the runtime
-    stack (no torch), matches its registry sha256 and keeps every required canary object
-    at the operating point of configs/experimental/two-stage.yaml (the code's stage1_keep and
-    canary score, the default thresholds), and at a harder one (canary given stage 1 0.03)."""
+    """The committed stage-2 model (models/redact-rescorer-0.3.0.onnx), which the default
+    config runs, opens with the runtime stack (no torch), matches its registry sha256 and
+    keeps every required canary object at the default operating point (the code's fusion
+    settings and canary score, the default thresholds), and at a harder one (canary given
+    stage 1 0.03); stage1-only.yaml turns it off."""
     from redact.resources import config_path
 
-    cfg = RedactConfig.load(config_path("experimental/two-stage.yaml"))
+    cfg = RedactConfig.load(config_path("default.yaml"))
     assert cfg.postprocess.model == "redact-rescorer"
+    assert not RedactConfig.load(config_path("experimental/stage1-only.yaml")).postprocess.enabled
     r = load_rescorer(cfg)
-    assert r is not None and r.model_id == "redact-rescorer@0.2.0" and r.size == 48
+    assert r is not None and r.model_id == "redact-rescorer@0.3.0" and r.size == 48
     assert r.stage1_keep == cfg.postprocess.stage1_keep
+    assert r.veto_below == dict(cfg.postprocess.veto_below)
     from redact.detection.canary import load_canary
 
     blur = {c: float(t.blur) for c, t in cfg.thresholds.items()}
