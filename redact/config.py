@@ -400,13 +400,12 @@ class PostprocessConfig:
 
     With a model the per-class ``thresholds`` (blur, review) apply to the FINAL score: the
     stage-2 score (a veto), or ``max(stage 1, stage 2)`` for candidates whose stage-1 score is
-    at least ``stage1_keep`` (1.0 = stage 2 alone decides), whose box covers less than
+    at least ``stage1_keep``, whose box covers less than
     ``veto_min_area`` of the image, or whose stage-2 score is at least their class's
-    ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model must
-    keep every required detector-canary object (``canary`` folder, "" = the packaged one) at
-    or above its class's blur threshold when given the stage-1 score
-    ``canary_stage1_score``, which must lie below ``stage1_keep`` (at or above it the fusion
-    keeps the stage-1 score and the canary would test nothing). Changes
+    ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model's own
+    stage-2 score of every required detector-canary object (``canary`` folder, "" = the
+    packaged one; stage-1 feature ``canary_stage1_score``, which must lie below
+    ``stage1_keep``) must reach its class's blur threshold. Changes
     published pixels: hashed."""
 
     model: str = ""
@@ -424,8 +423,9 @@ class PostprocessConfig:
     veto_min_area: float = 2.5e-5
     # stage 2 vetoes (its score replaces stage 1's) only where its score is below its class's
     # value here; at or above it the candidate keeps max(stage 1, stage 2). A class not listed
-    # is never vetoed: licence plates, whose veto lost 2 of 48 near ground-plane plates on the
-    # synthetic panoramas (scripts/synth_pano_recall.py --plates) at 0.005. 1.0 = any score.
+    # is never vetoed (0 = never, 1.0 = any score): licence plates, whose veto at 0.005 lost one
+    # more near ground-plane plate on the synthetic panoramas (scripts/synth_pano_recall.py
+    # --plates: 46/48 stage 1, 45/48 default, 44/48 plates vetoed too).
     veto_below: Mapping[ObjectClass, float] = field(default_factory=_default_veto_below)
     threads: int = 1  # ONNX Runtime intra-op threads (0 = its default)
     canary: str = ""

@@ -434,21 +434,12 @@ class Rescorer:
         return picked.astype(np.float32)
 
     def rescore(
-        self,
-        pixels: npt.NDArray[np.uint8],
-        dets: Detections,
-        projection: Projection,
-        *,
-        area_rule: bool = True,
+        self, pixels: npt.NDArray[np.uint8], dets: Detections, projection: Projection
     ) -> Rescored:
-        """Stage-2 and final scores of ``dets`` (``confidence`` = stage-1 scores);
-        ``area_rule=False`` fuses without :func:`protected_by_area` (the canary's check of
-        the model itself)."""
+        """Stage-2 and final scores of ``dets`` (``confidence`` = stage-1 scores)."""
         t0 = time.perf_counter()
         s2 = self.stage2_scores(pixels, dets, projection)
-        protected = (
-            protected_by_area(dets.xyxy, pixels.shape, self.veto_min_area) if area_rule else None
-        )
+        protected = protected_by_area(dets.xyxy, pixels.shape, self.veto_min_area)
         below = np.array(
             [self.veto_below.get(ObjectClass(int(c)), 0.0) for c in dets.class_id], np.float32
         )
@@ -522,16 +513,18 @@ def prove_rescorer(
     stage1_score: float,
     canary: Canary | None = None,
 ) -> dict[str, float]:
-    """Check that stage 2 keeps every required detector-canary object blurred.
+    """Check that stage 2 itself scores every required detector-canary object as blurrable.
 
     Each canary crop is fed as a photo whose candidates are its objects' boxes (every
     object, required or not, so context features are realistic), all with stage-1 score
-    ``stage1_score``; every required object's final score, fused without the area rule (it
-    would shield the small objects and test nothing), must reach its class's ``blur``
-    threshold. Returns ``{"<crop>#<k>": final score}`` of the required objects.
+    ``stage1_score`` (a feature); every required object's STAGE-2 score must reach its
+    class's ``blur`` threshold. The fusion rules (``stage1_keep``, the area rule,
+    ``veto_below``) are deliberately left out: each can only keep a candidate, so with them a
+    model that scored everything near 0 would still pass for objects they shield. Returns
+    ``{"<crop>#<k>": stage-2 score}`` of the required objects.
 
     Raises:
-        RescorerError: a required object would not be blurred (one line).
+        RescorerError: a required object scores below its blur threshold (one line).
     """
     from redact.detection.canary import load_canary
 
@@ -547,9 +540,7 @@ def prove_rescorer(
             np.array([int(o.cls) for o in objs], np.int32),
         )
         try:
-            final = rescorer.rescore(
-                crop.image, dets, Projection.PERSPECTIVE, area_rule=False
-            ).final
+            final = rescorer.stage2_scores(crop.image, dets, Projection.PERSPECTIVE)
         except ImageError as e:
             raise RescorerError(f"post-processor canary failed on {crop.file}: {e}") from e
         for k, (o, s) in enumerate(zip(objs, final, strict=True)):
@@ -560,7 +551,8 @@ def prove_rescorer(
             if not s >= need:
                 raise RescorerError(
                     f"post-processor canary failed for {rescorer.model_id!r}: {o.cls.label} #{k} "
-                    f"of {crop.file} scores {float(s):.4f} (stage 1 given {stage1_score:g}), needs "
+                    f"of {crop.file}: stage 2 scores {float(s):.4f} (stage 1 given "
+                    f"{stage1_score:g}), needs "
                     f">= {need:.6g} (blur threshold); canary {canary.where}"
                 )
     if not out:
@@ -615,7 +607,7 @@ def load_rescorer(
         canary if canary is not None else load_canary(folder),
     )
     _LOG.info(
-        "post-processor %s passed its canary: lowest required final score %.3f",
+        "post-processor %s passed its canary: lowest required stage-2 score %.3f",
         spec.model_id,
         min(scores.values()),
     )

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Mine stage-1 candidates for training the stage-2 post-processor (``redact.postprocess``).
 
-Runs the real job (``redact run``, the default config: stage 1 alone, everything down to the
-0.03 floor recorded) over TRAINING images only, then labels every merged candidate the
-manifest recorded and stores its crop and features exactly as the runtime computes them
-(:func:`redact.postprocess.candidate_features`), so training and inference see the same
-inputs.
+Runs the real job (``redact run``, ``configs/experimental/stage1-only.yaml``: the default
+config with stage 2 off, everything down to the 0.03 floor recorded) over TRAINING images
+only, then labels every merged candidate the manifest recorded and stores its crop and
+features exactly as the runtime computes them (:func:`redact.postprocess.candidate_features`),
+so training and inference see the same inputs.
 
 Sets (``../shared/data``; dev splits and the 12 dev panoramas are never read):
 
@@ -91,6 +91,9 @@ Box = tuple[float, float, float, float]
 SPLIT_SEED = 20261123  # scripts/build_train_data.py --seed (MaskON; openalpr = seed + 1)
 DEV_FRACTION = 0.15
 SPLITS = REPO / ".cache" / "train_data" / "splits"
+# Candidates are mined from stage 1 ALONE (the default config runs stage 2, which would veto
+# and rescore what the post-processor is to learn from): the default with postprocess off.
+STAGE1_CONFIG = REPO / "configs" / "experimental" / "stage1-only.yaml"
 CROP_SIZE = 48
 CONTEXT = 2.0
 PASTE_CONTEXT = 2.6  # pasted source crop = object box x this (the 2x window is real context)
@@ -478,7 +481,7 @@ def teacher_faces(work: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for row in load_manifest_images(str(manifest)):
         face = row.det_class == FACE
-        out[row.relative_path] = (row.det_xyxy[face], row.det_score[face])
+        out[row.relative_path] = (row.det_xyxy[face], row.det_stage1[face])
     return out
 
 
@@ -505,7 +508,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         wrap = row.projection is Projection.EQUIRECTANGULAR
         dets = Detections(
             row.det_xyxy.astype(np.float32),
-            row.det_score.astype(np.float32),
+            row.det_stage1.astype(np.float32),  # stage 1's, whatever the run fused
             row.det_class.astype(np.int32),
         )
         gt = [(int(c), tuple(b)) for c, b in info["boxes"]]
@@ -519,7 +522,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
                 lab,
                 row.det_xyxy,
                 row.det_class,
-                row.det_score,
+                row.det_stage1,
                 tb,
                 ts,
                 float(row.width) if wrap else None,
@@ -581,7 +584,7 @@ def teacher_config(work: Path, teacher: str) -> Path:
     floor at 0.1 (what :func:`apply_teacher` reads starts at ``TEACHER_IGNORE``)."""
     cfg = work / "teacher.yaml"
     cfg.write_text(
-        f"extends: {REPO / 'configs' / 'default.yaml'}\n"
+        f"extends: {STAGE1_CONFIG}\n"
         f"models:\n  - name: {teacher}\n    batch_size: 8\n"
         "thresholds: {face: {blur: 0.1, review: 0.1, floor: 0.1}}\n"
     )
@@ -627,7 +630,9 @@ def main() -> int:
         "--poster-share", type=float, default=0.3, help="share of composite faces printed"
     )
     ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
-    ap.add_argument("--config", help="config of the stage-1 run (default: the packaged default)")
+    ap.add_argument(
+        "--config", help="config of the stage-1 run (default: configs/experimental/stage1-only.yaml)"
+    )
     ap.add_argument(
         "--teacher",
         default="centerface",
@@ -638,7 +643,7 @@ def main() -> int:
     t0 = time.time()
     labels = prepare(work, args)
     if not args.skip_run:
-        redact_run(work / "input", work / "output", args.config)
+        redact_run(work / "input", work / "output", args.config or str(STAGE1_CONFIG))
         print(f"  run {time.time() - t0:.0f} s", flush=True)
     if args.teacher and not (work / "teacher_output" / "_manifest").exists():
         run_teacher(work, labels, args.teacher)

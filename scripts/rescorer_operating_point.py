@@ -45,6 +45,7 @@ def operating_table(
     thresholds: tuple[float, ...] = THRESHOLDS,
     veto_min_areas: tuple[float, ...] = (0.0,),
     veto_belows: tuple[float, ...] = (1.0,),
+    veto_classes: tuple[int, ...] = (0, 1),
 ) -> list[dict[str, object]]:
     """One row per (keep, veto_min_area, veto_below, threshold, group, class) over the
     candidates of ``stage2``.
@@ -54,6 +55,8 @@ def operating_table(
             optionally, ``pseudo``; with a non-zero veto_min_area also ``xyxy`` and
             ``image_px``), (M,) each, already restricted to the validation split.
         stage2: (M,) stage-2 scores of those candidates.
+        veto_classes: class indices ``veto_below`` applies to; the others are never vetoed
+            (``postprocess.veto_below`` without an entry for them, like the default's plates).
 
     Groups: every set, "pseudo" (teacher-confirmed positives, any set) and "all".
     """
@@ -68,7 +71,8 @@ def operating_table(
     share = area_share(d) if any(veto_min_areas) else np.ones(len(label))
     rows: list[dict[str, object]] = []
     for keep, vma, vb in ((k, a, b) for k in keeps for a in veto_min_areas for b in veto_belows):
-        final = fuse(s1, stage2, keep, share < vma, vb)
+        below = np.where(np.isin(cls, veto_classes), vb, 0.0)
+        final = fuse(s1, stage2, keep, share < vma, below)
         for t in thresholds:
             blurred = final >= np.float32(t)
             base = s1.astype(np.float32) >= np.float32(t)  # stage 1 alone, same threshold
@@ -113,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--veto-below", default="1", help="comma-separated postprocess.veto_below values"
     )
+    ap.add_argument(
+        "--veto-classes",
+        default="face,license_plate",
+        help="classes --veto-below applies to; the others are never vetoed (default: both)",
+    )
     ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     args = ap.parse_args(argv)
     raw = dict(np.load(args.data, allow_pickle=False))
@@ -128,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         thresholds=tuple(float(t) for t in args.thresholds.split(",")),
         veto_min_areas=areas,
         veto_belows=tuple(float(b) for b in args.veto_below.split(",")),
+        veto_classes=tuple(CLASSES.index(c) for c in args.veto_classes.split(",")),
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -76,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keeps", default=",".join(map(str, KEEPS)))
     ap.add_argument("--areas", default=",".join(map(str, AREAS)))
     ap.add_argument("--veto-below", default="1", help="comma-separated postprocess.veto_below")
+    ap.add_argument(
+        "--veto-classes",
+        default="face,license_plate",
+        help="classes --veto-below applies to; the others are never vetoed (default: both)",
+    )
     args = ap.parse_args(argv)
     keeps = [float(k) for k in args.keeps.split(",")]
     areas = [float(a) for a in args.areas.split(",")]
     belows = [float(b) for b in args.veto_below.split(",")]
+    vetoed = [int(ObjectClass.parse(c)) for c in args.veto_classes.split(",")]
     cfg = load_config(args.config)
     dilate = cfg.blur.dilate
 
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
         for k, a, b in combos:
             prot = protected_by_area(row.det_xyxy, gray.shape, a)
-            blurred = ok & (fuse(s1, s2, k, prot, b) >= thr)
+            below = np.where(np.isin(row.det_class, vetoed), b, 0.0)
+            blurred = ok & (fuse(s1, s2, k, prot, below) >= thr)
             is_face = row.det_class[blurred] == int(ObjectClass.FACE)
             share[(k, a, b)].append(
                 blurred_share(row.det_xyxy[blurred], is_face, gray.shape, dilate)

@@ -327,8 +327,7 @@ def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> Non
     )
     grey = r_face_only.rescore(_scene(), dets, Projection.PERSPECTIVE)
     assert grey.final[0] == pytest.approx(0.2) and grey.final[1] == pytest.approx(0.2)
-    bare = r.rescore(_scene(), dets, Projection.PERSPECTIVE, area_rule=False)
-    assert bare.final[0] == 0.0
+    assert r.stage2_scores(_scene(), dets, Projection.PERSPECTIVE)[0] == 0.0
     # veto_below: stage 2 must score under it to veto; the large grey one scores ~0.05
     sure = _open(tmp_path / "m.onnx", veto_below=0.01).rescore(
         _scene(), dets, Projection.PERSPECTIVE
@@ -395,17 +394,16 @@ def test_load_rescorer_proves_itself_on_the_canary(tmp_path: Path) -> None:
     assert load_rescorer(tiny_config()) is None
 
 
-def test_canary_is_not_shielded_by_the_area_rule(tmp_path: Path) -> None:
-    # every canary object is smaller than the whole image: with the rule applied, a model that
-    # vetoes everything would pass; the canary checks the model without it
-    weak = _pp_config(
-        tmp_path, build_color_rescorer(tmp_path / "weak.onnx", gain=1.0), veto_min_area=1.0
-    )
-    with pytest.raises(RescorerError, match="canary failed"):
+def test_canary_judges_the_model_not_the_fusion(tmp_path: Path) -> None:
+    # every fusion rule shields here: the canary's stage-1 score (0.6) is above blur (0.5) and
+    # no class may be vetoed, so fused scores would all pass; the weak model's own 0.25 must not
+    shielded = {"canary_stage1_score": 0.6, "veto_min_area": 1.0, "veto_below": {"face": 0.0}}
+    weak = _pp_config(tmp_path, build_color_rescorer(tmp_path / "weak.onnx", gain=1.0), **shielded)
+    with pytest.raises(RescorerError, match=r"canary failed.*stage 2 scores 0\.25"):
         load_rescorer(weak)
-    good = _pp_config(tmp_path, build_color_rescorer(tmp_path / "good.onnx"), veto_min_area=0.5)
+    good = _pp_config(tmp_path, build_color_rescorer(tmp_path / "good.onnx"), **shielded)
     r = load_rescorer(good)
-    assert r is not None and r.veto_min_area == 0.5
+    assert r is not None and r.veto_min_area == 1.0
 
 
 def test_load_rescorer_from_registry_checks_sha256(tmp_path: Path) -> None:

@@ -412,6 +412,10 @@ def test_rescorer_operating_table_area_rule_shields_small_boxes() -> None:
     sure = op.operating_table(d, s2, keeps=(0.5,), thresholds=(0.04,), veto_belows=(0.005,))
     face = {(r["group"], r["class"]): r for r in sure}[("all", "face")]
     assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0 and face["veto_below"] == 0.005
+    # veto_below for plates only: the face rows are never vetoed
+    plates = op.operating_table(d, s2, keeps=(0.5,), thresholds=(0.04,), veto_classes=(1,))
+    face = {(r["group"], r["class"]): r for r in plates}[("all", "face")]
+    assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0
 
 
 def test_mine_ground_view_is_below_the_horizon_in_pinhole_pitch() -> None:
@@ -466,3 +470,14 @@ def test_veto_area_cost_blurred_share_of_boxes_and_ellipses() -> None:
     # overlapping boxes count once
     two = vc.blurred_share(np.repeat(box, 2, axis=0), np.array([False, False]), shape, 0.5)
     assert two == plate
+
+
+def test_mine_runs_stage1_alone_for_candidates_and_teacher(tmp_path: Path) -> None:
+    """The default config runs stage 2; mining must not (it would mine fused scores)."""
+    from redact.cli import load_config
+
+    mc = _load("mine_candidates")
+    assert load_config(None).postprocess.enabled  # the premise: the default rescores
+    assert not load_config(str(mc.STAGE1_CONFIG)).postprocess.enabled
+    teacher = load_config(str(mc.teacher_config(tmp_path, "centerface")))
+    assert not teacher.postprocess.enabled and teacher.models[0].name == "centerface"
