@@ -309,13 +309,14 @@ def fuse(
 
 
 def protected_by_area(
-    xyxy: npt.ArrayLike, image_shape: tuple[int, ...], veto_min_area: float
+    xyxy: npt.ArrayLike, image_px: float | npt.ArrayLike, veto_min_area: float
 ) -> npt.NDArray[np.bool_]:
-    """(N,) True for (N, 4) boxes (pixels) covering less than ``veto_min_area`` of the
-    ``image_shape`` (H, W, ...) image's pixels: stage 2 may not lower their score (0 = none)."""
+    """(N,) True for (N, 4) boxes (pixels) covering less than ``veto_min_area`` of their
+    image's ``image_px`` pixels (width x height; one value, or (N,) per box): stage 2 may not
+    lower their score (0 = none)."""
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    return np.asarray(area < float(veto_min_area) * image_shape[0] * image_shape[1], bool)
+    return np.asarray(area < float(veto_min_area) * np.asarray(image_px, np.float64), bool)
 
 
 # --- the rescorer -----------------------------------------------------------------------------
@@ -439,7 +440,8 @@ class Rescorer:
         """Stage-2 and final scores of ``dets`` (``confidence`` = stage-1 scores)."""
         t0 = time.perf_counter()
         s2 = self.stage2_scores(pixels, dets, projection)
-        protected = protected_by_area(dets.xyxy, pixels.shape, self.veto_min_area)
+        image_px = pixels.shape[0] * pixels.shape[1]
+        protected = protected_by_area(dets.xyxy, image_px, self.veto_min_area)
         below = np.array(
             [self.veto_below.get(ObjectClass(int(c)), 0.0) for c in dets.class_id], np.float32
         )

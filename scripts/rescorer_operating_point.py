@@ -31,13 +31,6 @@ KEEPS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 THRESHOLDS = (0.03, 0.04, 0.05, 0.1)
 
 
-def area_share(d: dict[str, np.ndarray]) -> np.ndarray:
-    """(M,) box area / image pixels of each candidate (``xyxy`` (M, 4) pixels, ``image_px``)."""
-    b = d["xyxy"].astype(np.float64)
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    return area / d["image_px"].astype(np.float64)
-
-
 def operating_table(
     d: dict[str, np.ndarray],
     stage2: np.ndarray,
@@ -60,7 +53,8 @@ def operating_table(
 
     Groups: every set, "pseudo" (teacher-confirmed positives, any set) and "all".
     """
-    from redact.postprocess import fuse  # the runtime's rule (float32, as the job compares)
+    # the runtime's rules (float32, as the job compares)
+    from redact.postprocess import fuse, protected_by_area
 
     label, cls, s1 = d["label"], d["cls"].astype(np.int64), d["stage1"]
     w, sets = d["weight"].astype(np.float64), d["set"]
@@ -68,11 +62,12 @@ def operating_table(
     groups = {str(s): sets == s for s in sorted(set(sets.tolist()))}
     groups["pseudo"] = pseudo
     groups["all"] = np.ones(len(label), bool)
-    share = area_share(d) if any(veto_min_areas) else np.ones(len(label))
+    boxes = d["xyxy"] if any(veto_min_areas) else np.zeros((len(label), 4))
+    image_px = d["image_px"] if any(veto_min_areas) else 1.0
     rows: list[dict[str, object]] = []
     for keep, vma, vb in ((k, a, b) for k in keeps for a in veto_min_areas for b in veto_belows):
         below = np.where(np.isin(cls, veto_classes), vb, 0.0)
-        final = fuse(s1, stage2, keep, share < vma, below)
+        final = fuse(s1, stage2, keep, protected_by_area(boxes, image_px, vma), below)
         for t in thresholds:
             blurred = final >= np.float32(t)
             base = s1.astype(np.float32) >= np.float32(t)  # stage 1 alone, same threshold

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = ~giant_mask(raw, cfg.thresholds, row.height) & (s1 >= thr)
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
         for k, a, b in combos:
-            prot = protected_by_area(row.det_xyxy, gray.shape, a)
+            prot = protected_by_area(row.det_xyxy, gray.size, a)
             below = np.where(np.isin(row.det_class, vetoed), b, 0.0)
             blurred = ok & (fuse(s1, s2, k, prot, below) >= thr)
             is_face = row.det_class[blurred] == int(ObjectClass.FACE)

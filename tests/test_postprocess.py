@@ -266,18 +266,23 @@ def test_fuse_vetoes_only_below_veto_below() -> None:
     ],
 )
 def test_protected_by_area_table(box: list[float], veto_min_area: float, protected: bool) -> None:
-    out = protected_by_area([box], (100, 200, 3), veto_min_area)
+    out = protected_by_area([box], 100 * 200, veto_min_area)
     assert out.dtype == bool and out.tolist() == [protected]
 
 
 def test_protected_by_area_empty_and_vectorised() -> None:
-    assert protected_by_area(np.zeros((0, 4)), (10, 10), 0.5).shape == (0,)
+    assert protected_by_area(np.zeros((0, 4)), 100, 0.5).shape == (0,)
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 100, (50, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(0, 60, (50, 2))], axis=1)
-    out = protected_by_area(boxes, (100, 100), 0.1)
+    out = protected_by_area(boxes, 100 * 100, 0.1)
     slow = [(b[2] - b[0]) * (b[3] - b[1]) < 0.1 * 100 * 100 for b in boxes]
     assert out.tolist() == slow
+    # one image size per box (candidates of several images, as the operating-point table has)
+    px = rng.choice([100 * 100, 400 * 400], 50)
+    per_box = protected_by_area(boxes, px, 0.1)
+    slow = [(b[2] - b[0]) * (b[3] - b[1]) < 0.1 * n for b, n in zip(boxes, px, strict=True)]
+    assert per_box.tolist() == slow
 
 
 # --- the rescorer -----------------------------------------------------------------------------
