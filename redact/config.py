@@ -400,9 +400,8 @@ class PostprocessConfig:
 
     With a model the per-class ``thresholds`` (blur, review) apply to the FINAL score: the
     stage-2 score (a veto), or ``max(stage 1, stage 2)`` for candidates whose stage-1 score is
-    at least ``stage1_keep``, whose box covers less than
-    ``veto_min_area`` of the image, or whose stage-2 score is at least their class's
-    ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model's own
+    at least ``stage1_keep``, whose box covers less than ``veto_min_area`` of the image, or
+    whose stage-2 score is at least their class's ``veto_below``; the class ``floor`` applies to the stage-1 score. At load the model's own
     stage-2 score of every required detector-canary object (``canary`` folder, "" = the
     packaged one; stage-1 feature ``canary_stage1_score``, which must lie below
     ``stage1_keep``) must reach its class's blur threshold. Changes
@@ -418,8 +417,8 @@ class PostprocessConfig:
     # stage 2 may lower the score only of a candidate whose box covers at least this share of
     # the image's pixels (0 = of any): a blur costs its area, and the small, distant candidates
     # cost least and are the ones stage 1 finds least surely (2.5e-5: 800 px at 8000x4000, a
-    # 28x28 box; on the background panoramas it blurs 0.03-0.05 % of the image more). The
-    # canary tests the model without this rule;
+    # 28x28 box; on the background panoramas it blurs 0.02-0.05 % of the image more). The
+    # canary judges the model's own scores, without any fusion rule;
     veto_min_area: float = 2.5e-5
     # stage 2 vetoes (its score replaces stage 1's) only where its score is below its class's
     # value here; at or above it the candidate keeps max(stage 1, stage 2). A class not listed

@@ -22,8 +22,9 @@ candidates), and so does one whose box covers less than ``veto_min_area`` of the
 (:func:`protected_by_area`: a blur's cost is its area, so stage 2 spends its veto where it
 buys area back, never on the small, distant faces and plates that stage 1 finds least surely)
 and one whose stage-2 score is at least its class's ``veto_below`` (stage 2 vetoes only what
-it is sure of; a class without a value is never vetoed). The per-class thresholds of the config apply to the final score; the class
-``floor`` still applies to the stage-1 score (what is recorded at all).
+it is sure of; a class without a value is never vetoed). The per-class thresholds of the
+config apply to the final score; the class ``floor`` still applies to the stage-1 score (what
+is recorded at all).
 """
 
 from __future__ import annotations
@@ -542,10 +543,10 @@ def prove_rescorer(
             np.array([int(o.cls) for o in objs], np.int32),
         )
         try:
-            final = rescorer.stage2_scores(crop.image, dets, Projection.PERSPECTIVE)
+            s2 = rescorer.stage2_scores(crop.image, dets, Projection.PERSPECTIVE)
         except ImageError as e:
             raise RescorerError(f"post-processor canary failed on {crop.file}: {e}") from e
-        for k, (o, s) in enumerate(zip(objs, final, strict=True)):
+        for k, (o, s) in enumerate(zip(objs, s2, strict=True)):
             if not o.must:
                 continue
             out[f"{crop.file}#{k}"] = float(s)
