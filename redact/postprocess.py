@@ -309,6 +309,15 @@ def fuse(
     return np.where(keep, np.maximum(s1, s2), s2).astype(np.float32)
 
 
+def veto_below_for(
+    class_id: npt.ArrayLike, veto_below: Mapping[ObjectClass, float]
+) -> npt.NDArray[np.float32]:
+    """(N,) float32 ``veto_below`` of each candidate's class; 0.0 (never vetoed) for a class
+    without a value."""
+    ids = np.asarray(class_id).reshape(-1)
+    return np.array([veto_below.get(ObjectClass(int(c)), 0.0) for c in ids], np.float32)
+
+
 def protected_by_area(
     xyxy: npt.ArrayLike, image_px: float | npt.ArrayLike, veto_min_area: float
 ) -> npt.NDArray[np.bool_]:
@@ -443,9 +452,7 @@ class Rescorer:
         s2 = self.stage2_scores(pixels, dets, projection)
         image_px = pixels.shape[0] * pixels.shape[1]
         protected = protected_by_area(dets.xyxy, image_px, self.veto_min_area)
-        below = np.array(
-            [self.veto_below.get(ObjectClass(int(c)), 0.0) for c in dets.class_id], np.float32
-        )
+        below = veto_below_for(dets.class_id, self.veto_below)
         final = fuse(dets.confidence, s2, self.stage1_keep, protected, below)
         return Rescored(s2, final, time.perf_counter() - t0)
 
@@ -633,4 +640,5 @@ __all__ = [
     "protected_by_area",
     "prove_rescorer",
     "to_model_input",
+    "veto_below_for",
 ]

@@ -54,7 +54,8 @@ def operating_table(
     Groups: every set, "pseudo" (teacher-confirmed positives, any set) and "all".
     """
     # the runtime's rules (float32, as the job compares)
-    from redact.postprocess import fuse, protected_by_area
+    from redact.classes import ObjectClass
+    from redact.postprocess import fuse, protected_by_area, veto_below_for
 
     label, cls, s1 = d["label"], d["cls"].astype(np.int64), d["stage1"]
     w, sets = d["weight"].astype(np.float64), d["set"]
@@ -66,7 +67,7 @@ def operating_table(
     image_px = d["image_px"] if any(veto_min_areas) else 1.0
     rows: list[dict[str, object]] = []
     for keep, vma, vb in ((k, a, b) for k in keeps for a in veto_min_areas for b in veto_belows):
-        below = np.where(np.isin(cls, veto_classes), vb, 0.0)
+        below = veto_below_for(cls, {ObjectClass(c): vb for c in veto_classes})
         final = fuse(s1, stage2, keep, protected_by_area(boxes, image_px, vma), below)
         for t in thresholds:
             blurred = final >= np.float32(t)

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     from redact.decision import giant_mask
     from redact.detections import Detections
     from redact.evaluation.dataset import load_manifest_images, load_rgb
-    from redact.postprocess import fuse, protected_by_area
+    from redact.postprocess import fuse, protected_by_area, veto_below_for
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="output folder of the two-stage run")
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     keeps = [float(k) for k in args.keeps.split(",")]
     areas = [float(a) for a in args.areas.split(",")]
     belows = [float(b) for b in args.veto_below.split(",")]
-    vetoed = [int(ObjectClass.parse(c)) for c in args.veto_classes.split(",")]
+    vetoed = [ObjectClass.parse(c) for c in args.veto_classes.split(",")]
     cfg = load_config(args.config)
     dilate = cfg.blur.dilate
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
         for k, a, b in combos:
             prot = protected_by_area(row.det_xyxy, gray.size, a)
-            below = np.where(np.isin(row.det_class, vetoed), b, 0.0)
+            below = veto_below_for(row.det_class, dict.fromkeys(vetoed, b))
             blurred = ok & (fuse(s1, s2, k, prot, below) >= thr)
             is_face = row.det_class[blurred] == int(ObjectClass.FACE)
             share[(k, a, b)].append(

@@ -31,6 +31,7 @@ from redact.postprocess import (
     open_rescorer,
     protected_by_area,
     prove_rescorer,
+    veto_below_for,
 )
 from tests.tiny_models import draw_square, write_color_canary
 
@@ -268,6 +269,13 @@ def test_fuse_vetoes_only_below_veto_below() -> None:
 def test_protected_by_area_table(box: list[float], veto_min_area: float, protected: bool) -> None:
     out = protected_by_area([box], 100 * 200, veto_min_area)
     assert out.dtype == bool and out.tolist() == [protected]
+
+
+def test_veto_below_for_looks_up_each_class_and_never_vetoes_the_unlisted() -> None:
+    out = veto_below_for([0, 1, 0], {ObjectClass.FACE: 0.005})
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.005, 0.0, 0.005])
+    assert veto_below_for(np.zeros(0, np.int32), {ObjectClass.FACE: 0.5}).shape == (0,)
 
 
 def test_protected_by_area_empty_and_vectorised() -> None:
