@@ -29,6 +29,9 @@ Sets (``../shared/data``; dev splits and the 12 dev panoramas are never read):
   1.0-1.85 m, plates 0.3-1.1 m above the ground, 1.5-30 m away: below the horizon), 25 %
   anywhere from 25 deg above to 30 deg below it (windows, balconies); 1 in 4 at 8000x4000.
   Candidates matching a pasted object are positives, the rest are negatives like ``bg``.
+  ``--near-composites`` adds composites (own seeded generator, half at 8000x4000) holding only
+  plates close to the capture car (:func:`near_plate_view`: 1.5-8 m, 10-56 deg below the
+  horizon, 0-70 deg oblique), the plates a plate veto must not lose.
 
 Matching: a candidate is a positive when its IoU with a labelled box of its class is >= 0.3
 or it holds >= 60 % of a labelled box and is at most 9x its size; a negative when its IoU
@@ -177,6 +180,19 @@ def ground_view(cls: int, rng: np.random.Generator) -> tuple[float, float]:
     return pitch, math.degrees(2 * math.atan(size / 2 / d))
 
 
+def near_plate_view(rng: np.random.Generator) -> tuple[float, float, float]:
+    """(pitch deg, angular height deg, horizontal squeeze) of a plate close to the capture car,
+    camera 2.5 m up: the plate 0.3-1.1 m above the ground, 1.5-8 m away (10-56 deg below the
+    horizon), seen 0-70 deg off its normal (parked cars beside the car: the box is narrowed
+    by the cosine of that angle, the tall narrow plates the black-box report says are missed).
+    The pitch is :class:`PinholeView`'s (positive below the horizon)."""
+    size, centre = rng.uniform(0.10, 0.16), rng.uniform(0.3, 1.1)
+    d = math.exp(rng.uniform(math.log(1.5), math.log(8.0)))
+    pitch = math.degrees(math.atan2(2.5 - centre, d))
+    squeeze = math.cos(math.radians(rng.uniform(0.0, 70.0)))
+    return pitch, math.degrees(2 * math.atan(size / 2 / d)), squeeze
+
+
 def make_poster(crop: np.ndarray, box: Box, rng: np.random.Generator) -> tuple[np.ndarray, Box]:
     """A printed face: ``crop`` (H, W, 3) BGR with its face ``box`` (crop pixels) given a
     print look (contrast, saturation, sometimes fewer levels) on a poster: a solid-colour sheet
@@ -214,11 +230,13 @@ def compose(
     n_faces: int,
     n_plates: int,
     poster_share: float = 0.0,
+    near_plates: bool = False,
 ) -> tuple[np.ndarray, list[tuple[int, Box]]]:
     """Paste train objects (with context) into a copy of the panorama; returns the composite
     (BGR) and the projected boxes (equirect pixels; never across the seam). A share
     ``poster_share`` of the faces are printed (:func:`make_poster`) and hung anywhere from
-    just below the horizon up (-5..+25 deg), 0.8-10 deg tall."""
+    just below the horizon up (-5..+25 deg), 0.8-10 deg tall. ``near_plates``: every plate is
+    placed by :func:`near_plate_view` instead (close to the capture car, often oblique)."""
     h, w = pano.shape[:2]
     out = pano.copy()
     labels: list[tuple[int, Box]] = []
@@ -245,7 +263,13 @@ def compose(
         if crop.shape[0] < 4 or crop.shape[1] < 4:
             continue
         local = (box[0] - x1, box[1] - y1, box[2] - x1, box[3] - y1)
-        if cls == FACE and rng.random() < poster_share:
+        if cls == PLATE and near_plates:
+            pitch, deg, squeeze = near_plate_view(rng)
+            new_w = max(4, round(crop.shape[1] * squeeze))
+            fx = new_w / crop.shape[1]
+            crop = cv2.resize(crop, (new_w, crop.shape[0]), interpolation=cv2.INTER_AREA)
+            local = (local[0] * fx, local[1], local[2] * fx, local[3])
+        elif cls == FACE and rng.random() < poster_share:
             crop, local = make_poster(crop, local, rng)
             pitch = float(rng.uniform(-25.0, 5.0))  # PinholeView: positive = below the horizon
             deg = math.exp(rng.uniform(math.log(0.8), math.log(10.0)))
@@ -382,6 +406,17 @@ def box_detail(gray: np.ndarray, box: np.ndarray, wrap: bool) -> float:
 # ----------------------------------------------------------------------------------- main
 
 
+def street_background(path: Path, big: bool, rng: np.random.Generator) -> np.ndarray:
+    """A composite's background: the panorama (BGR), upsampled to 8000x4000 when ``big``,
+    rolled by a random yaw."""
+    pano = cv2.imread(str(path))
+    if pano is None:
+        raise FileNotFoundError(f"cannot decode background panorama {path}")
+    if big and pano.shape[1] < 8000:
+        pano = cv2.resize(pano, (8000, 4000), interpolation=cv2.INTER_LINEAR)
+    return np.roll(pano, int(rng.integers(pano.shape[1])), axis=1)
+
+
 def prepare(work: Path, args: argparse.Namespace) -> dict[str, dict]:
     """Link / write every set's images under WORK/input/<set>/; labels per relative path."""
     rng = np.random.default_rng(args.seed)
@@ -431,16 +466,30 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, dict]:
     cdir = inp / "comp"
     cdir.mkdir(parents=True, exist_ok=True)
     street = [p for p in bgs if "amsterdam_street" in str(p)]
-    for i in range(args.composites if "comp" in args.sets else 0):
-        name = f"comp_{i:03d}.jpg"
-        bg = street[i % len(street)]
-        pano = cv2.imread(str(bg))
-        if i % 4 == 3 and pano.shape[1] < 8000:
-            pano = cv2.resize(pano, (8000, 4000), interpolation=cv2.INTER_LINEAR)
-        pano = np.roll(pano, int(rng.integers(pano.shape[1])), axis=1)
-        comp, boxes = compose(
-            pano, faces, plates, rng, n_faces=6, n_plates=4, poster_share=args.poster_share
+    jobs = [  # (name, background, at 8000x4000, generator, compose kwargs)
+        (
+            f"comp_{i:03d}.jpg",
+            street[i % len(street)],
+            i % 4 == 3,
+            rng,
+            {"n_faces": 6, "n_plates": 4, "poster_share": args.poster_share},
         )
+        for i in range(args.composites if "comp" in args.sets else 0)
+    ]
+    # near-plate composites: their own generator, so the composites above stay as they were
+    near_rng = np.random.default_rng([args.seed, 1])
+    jobs += [
+        (
+            f"near_{i:03d}.jpg",
+            street[(i * 7 + 3) % len(street)],
+            i % 2 == 1,
+            near_rng,
+            {"n_faces": 0, "n_plates": 8, "near_plates": True},
+        )
+        for i in range(args.near_composites if "comp" in args.sets else 0)
+    ]
+    for name, bg, big, gen, kwargs in jobs:
+        comp, boxes = compose(street_background(bg, big, gen), faces, plates, gen, **kwargs)
         if not (cdir / name).exists():
             cv2.imwrite(str(cdir / name), comp, [cv2.IMWRITE_JPEG_QUALITY, 90])
         labels[f"comp/{name}"] = {"set": "comp", "boxes": boxes}
@@ -475,13 +524,12 @@ def teacher_faces(work: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     (empty when the teacher did not run)."""
     from redact.evaluation.dataset import load_manifest_images
 
-    manifest = work / "teacher_output" / "_manifest"
-    if not manifest.exists():
-        return {}
     out = {}
-    for row in load_manifest_images(str(manifest)):
-        face = row.det_class == FACE
-        out[row.relative_path] = (row.det_xyxy[face], row.det_stage1[face])
+    for manifest in sorted((work / "teacher_output").glob("*/_manifest")):
+        set_name = manifest.parent.name  # one job per set: paths are relative to the set
+        for row in load_manifest_images(str(manifest)):
+            face = row.det_class == FACE
+            out[f"{set_name}/{row.relative_path}"] = (row.det_xyxy[face], row.det_stage1[face])
     return out
 
 
@@ -592,17 +640,22 @@ def teacher_config(work: Path, teacher: str) -> Path:
 
 
 def run_teacher(work: Path, labels: dict[str, dict], teacher: str) -> None:
-    """Run the teacher job over the TEACHER_SETS images (symlinked under WORK/teacher_input/,
-    same relative paths) into WORK/teacher_output/."""
-    tin = work / "teacher_input"
-    for rel, info in labels.items():
-        if info["set"] not in TEACHER_SETS:
+    """Run the teacher over the TEACHER_SETS images, ONE JOB PER SET (symlinked under
+    WORK/teacher_input/<set>/, outputs in WORK/teacher_output/<set>/; a set whose manifest
+    exists is not re-run). One job over all sets was killed by the kernel at 24 GB RSS while
+    per-set jobs peak at 2.0-3.3 GB (0.3.0 card, "Known problems")."""
+    config = str(teacher_config(work, teacher))
+    for set_name in TEACHER_SETS:
+        rels = [rel for rel, info in labels.items() if info["set"] == set_name]
+        out = work / "teacher_output" / set_name
+        if not rels or (out / "_manifest").exists():
             continue
-        dst = tin / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if not dst.exists():
-            dst.symlink_to((work / "input" / rel).resolve())
-    redact_run(tin, work / "teacher_output", str(teacher_config(work, teacher)))
+        for rel in rels:
+            dst = work / "teacher_input" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if not dst.exists():
+                dst.symlink_to((work / "input" / rel).resolve())
+        redact_run(work / "teacher_input" / set_name, out, config)
 
 
 def redact_run(inp: Path, out: Path, config: str | None) -> None:
@@ -618,6 +671,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="/tmp/redact_mine", help="work folder (outside the repo)")
     ap.add_argument("--composites", type=int, default=60)
+    ap.add_argument(
+        "--near-composites",
+        type=int,
+        default=0,
+        help="extra composites holding only plates close to the capture car (near_plate_view)",
+    )
     ap.add_argument("--uc3m-max", type=int, default=800, help="UC3M-LP train images used (0 = all)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -631,7 +690,8 @@ def main() -> int:
     )
     ap.add_argument("--skip-run", action="store_true", help="reuse WORK/output")
     ap.add_argument(
-        "--config", help="config of the stage-1 run (default: configs/experimental/stage1-only.yaml)"
+        "--config",
+        help="config of the stage-1 run (default: configs/experimental/stage1-only.yaml)",
     )
     ap.add_argument(
         "--teacher",
@@ -645,7 +705,7 @@ def main() -> int:
     if not args.skip_run:
         redact_run(work / "input", work / "output", args.config or str(STAGE1_CONFIG))
         print(f"  run {time.time() - t0:.0f} s", flush=True)
-    if args.teacher and not (work / "teacher_output" / "_manifest").exists():
+    if args.teacher:
         run_teacher(work, labels, args.teacher)
         print(f"  teacher {time.time() - t0:.0f} s", flush=True)
     extract(work, labels)

@@ -456,6 +456,32 @@ def test_mine_compose_puts_ground_faces_below_and_posters_around_the_horizon(
     assert box[2] - box[0] == 20 and box[3] - box[1] == 30
 
 
+def test_mine_near_plates_lie_well_below_the_horizon_and_are_narrowed(tmp_path: Path) -> None:
+    import cv2
+
+    mc = _load("mine_candidates")
+    rng = np.random.default_rng(0)
+    views = [mc.near_plate_view(rng) for _ in range(200)]
+    assert all(9 < p < 57 and 0.5 < deg < 7 and 0.3 < sq <= 1 for p, deg, sq in views)
+    plate = np.full((80, 160, 3), 60, np.uint8)
+    cv2.rectangle(plate, (40, 30), (120, 50), (240, 240, 240), -1)
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), plate)
+    pano = np.zeros((1000, 2000, 3), np.uint8)
+    plates = [(path, (40.0, 30.0, 120.0, 50.0))]
+    aspect = {}
+    for near in (False, True):
+        _, labels = mc.compose(
+            pano, [], plates, np.random.default_rng(5), n_faces=0, n_plates=8, near_plates=near
+        )
+        assert len(labels) >= 6 and all(c == mc.PLATE for c, _ in labels)
+        lats = [90.0 - (b[1] + b[3]) / 2 * 180.0 / 1000 for _, b in labels]
+        if near:
+            assert all(-60 < lat < -7 for lat in lats), lats
+        aspect[near] = float(np.median([(b[2] - b[0]) / (b[3] - b[1]) for _, b in labels]))
+    assert aspect[True] < aspect[False]  # oblique: narrower boxes
+
+
 def test_veto_area_cost_blurred_share_of_boxes_and_ellipses() -> None:
     vc = _load("veto_area_cost")
     shape = (1000, 2000)
@@ -480,3 +506,26 @@ def test_mine_runs_stage1_alone_for_candidates_and_teacher(tmp_path: Path) -> No
     assert not load_config(str(mc.STAGE1_CONFIG)).postprocess.enabled
     teacher = load_config(str(mc.teacher_config(tmp_path, "centerface")))
     assert not teacher.postprocess.enabled and teacher.models[0].name == "centerface"
+
+
+def test_mine_teacher_runs_one_job_per_set_and_skips_finished_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mc = _load("mine_candidates")
+    labels = {}
+    for set_name, n in (("maskon", 2), ("comp", 1), ("openalpr", 1), ("bg", 1)):
+        for i in range(n):
+            rel = f"{set_name}/{i}.jpg"
+            (tmp_path / "input" / set_name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "input" / rel).write_bytes(b"x")
+            labels[rel] = {"set": set_name, "boxes": []}
+    (tmp_path / "teacher_output" / "bg" / "_manifest").mkdir(parents=True)  # already done
+    calls: list[tuple[Path, Path]] = []
+    monkeypatch.setattr(mc, "redact_run", lambda inp, out, cfg: calls.append((inp, out)))
+    mc.run_teacher(tmp_path, labels, "centerface")
+    assert [(i.name, o.name) for i, o in calls] == [("maskon", "maskon"), ("comp", "comp")]
+    assert sorted(p.name for p in (tmp_path / "teacher_input" / "maskon").iterdir()) == [
+        "0.jpg",
+        "1.jpg",
+    ]
+    assert not (tmp_path / "teacher_input" / "openalpr").exists()  # not a teacher set
