@@ -382,6 +382,15 @@ def test_rescorer_operating_table_counts_lost_positives_and_removed_negatives() 
     assert face["neg_weight_removed"] == 1.0  # both face negatives fall below 0.04
     assert by[("pseudo", "face")]["lost"] == 1
     assert by[("all", "license_plate")]["lost"] == 0
+    assert ("near", "face") not in by  # no image names: no near group
+    near = op.operating_table(
+        {**d, "image": np.array(["comp/near_001.jpg", "comp/comp_001.jpg", "a/x", "b/y", "a/z"])},
+        s2,
+        keeps=(0.5,),
+        thresholds=(0.04,),
+    )
+    near_face = {(r["group"], r["class"]): r for r in near}[("near", "face")]
+    assert near_face["positives"] == 1 and near_face["lost"] == 0  # only the 0.6 face
     # keep = 0.05: every candidate keeps its stage-1 score, nothing is lost or removed
     rows = op.operating_table(d, s2, keeps=(0.05,), thresholds=(0.04,))
     face = {(r["group"], r["class"]): r for r in rows}[("all", "face")]
