@@ -51,7 +51,8 @@ trustworthy negative). Low-detail boxes of the panoramas stay ignored either way
     nice -n 5 .venv/bin/python scripts/mine_candidates.py --work /tmp/mine
 
 Writes WORK/candidates.npz (crops uint8 (N, S, S, 3), features, label, weight, class,
-stage-1 score, set, image, box (pixels), image_px = the image's width x height) and
+stage-1 score, set, image (index), image_name (relative path), box (pixels), image_px = the
+image's width x height) and
 WORK/mine_summary.json. Outputs stay in WORK (outside the repo): they hold crops of real
 people.
 """
@@ -544,7 +545,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
     crops_all, feats_all, lab_all, w_all, cls_all, s1_all, set_all, img_all, box_all = (
         [] for _ in range(9)
     )
-    image_px_all = []
+    image_px_all, name_all = [], []
     pseudo_all = []
     stats: dict[str, dict[str, int]] = {}
     for k, row in enumerate(rows):
@@ -604,6 +605,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         s1_all.append(sel.confidence)
         set_all.append(np.full(len(sel), set_name))
         img_all.append(np.full(len(sel), k, np.int32))
+        name_all.append(np.full(len(sel), row.relative_path))
         box_all.append(sel.xyxy)
         image_px_all.append(np.full(len(sel), row.width * row.height, np.int64))
         pseudo_all.append(pseudo[keep])
@@ -619,6 +621,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         stage1=np.concatenate(s1_all),
         set=np.concatenate(set_all),
         image=np.concatenate(img_all),
+        image_name=np.concatenate(name_all),
         xyxy=np.concatenate(box_all),
         image_px=np.concatenate(image_px_all),
         pseudo=np.concatenate(pseudo_all),

@@ -52,7 +52,7 @@ def operating_table(
             (``postprocess.veto_below`` without an entry for them, like the default's plates).
 
     Groups: every set, "pseudo" (teacher-confirmed positives, any set), "near" (the
-    near-plate composites, when ``image`` is given) and "all".
+    near-plate composites, when ``image_name`` is given) and "all".
     """
     # the runtime's rules (float32, as the job compares)
     from redact.classes import ObjectClass
@@ -63,8 +63,8 @@ def operating_table(
     pseudo = d["pseudo"].astype(bool) if "pseudo" in d else np.zeros(len(label), bool)
     groups = {str(s): sets == s for s in sorted(set(sets.tolist()))}
     groups["pseudo"] = pseudo
-    if "image" in d:  # mine_candidates --near-composites: plates close to the capture car
-        groups["near"] = np.char.startswith(d["image"].astype(str), "comp/near_")
+    if "image_name" in d:  # mine_candidates --near-composites: plates close to the capture car
+        groups["near"] = np.char.startswith(d["image_name"].astype(str), "comp/near_")
     groups["all"] = np.ones(len(label), bool)
     boxes = d["xyxy"] if any(veto_min_areas) else np.zeros((len(label), 4))
     image_px = d["image_px"] if any(veto_min_areas) else 1.0

@@ -24,9 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from redact.classes import ObjectClass
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -59,6 +63,18 @@ def blurred_share(
     return float(m.mean())
 
 
+def parse_veto(token: str, vetoed: list[ObjectClass]) -> dict[ObjectClass, float]:
+    """``postprocess.veto_below`` from one ``--veto-below`` token: a number for every class in
+    ``vetoed``, or per class, e.g. ``face=0.02/license_plate=0.002`` (classes not named are
+    never vetoed)."""
+    from redact.classes import ObjectClass
+
+    if "=" not in token:
+        return dict.fromkeys(vetoed, float(token))
+    pairs = (item.split("=", 1) for item in token.split("/"))
+    return {ObjectClass.parse(c): float(v) for c, v in pairs}
+
+
 def main(argv: list[str] | None = None) -> int:
     from mine_candidates import DETAIL_IGNORE, box_detail
 
@@ -75,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="the run's config (default: the packaged default)")
     ap.add_argument("--keeps", default=",".join(map(str, KEEPS)))
     ap.add_argument("--areas", default=",".join(map(str, AREAS)))
-    ap.add_argument("--veto-below", default="1", help="comma-separated postprocess.veto_below")
+    ap.add_argument(
+        "--veto-below",
+        default="1",
+        help="comma-separated postprocess.veto_below: numbers (for --veto-classes) or per-class "
+        "tokens such as face=0.02/license_plate=0.002",
+    )
     ap.add_argument(
         "--veto-classes",
         default="face,license_plate",
@@ -84,14 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     keeps = [float(k) for k in args.keeps.split(",")]
     areas = [float(a) for a in args.areas.split(",")]
-    belows = [float(b) for b in args.veto_below.split(",")]
     vetoed = [ObjectClass.parse(c) for c in args.veto_classes.split(",")]
+    belows = args.veto_below.split(",")
+    veto_of = {b: parse_veto(b, vetoed) for b in belows}
     cfg = load_config(args.config)
     dilate = cfg.blur.dilate
 
     combos = [(k, a, b) for b in belows for k in keeps for a in areas]
-    share: dict[tuple[float, float, float], list[float]] = {c: [] for c in combos}
-    count: dict[tuple[float, float, float], list[int]] = {c: [] for c in combos}
+    share: dict[tuple[float, float, str], list[float]] = {c: [] for c in combos}
+    count: dict[tuple[float, float, str], list[int]] = {c: [] for c in combos}
     rows = load_manifest_images(str(args.run / "_manifest"))
     for row in rows:
         if len(row.det_score) and np.isnan(row.det_stage2).all():
@@ -111,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
         for k, a, b in combos:
             prot = protected_by_area(row.det_xyxy, gray.size, a)
-            below = veto_below_for(row.det_class, dict.fromkeys(vetoed, b))
+            below = veto_below_for(row.det_class, veto_of[b])
             blurred = ok & (fuse(s1, s2, k, prot, below) >= thr)
             is_face = row.det_class[blurred] == int(ObjectClass.FACE)
             share[(k, a, b)].append(
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * np.mean(share[(k, a, b)]):.3f} ({np.mean(count[(k, a, b)]):.0f})"
                 for a in areas
             ]
-            print(f"| {b:g} | {k:g} | " + " | ".join(cells) + " |")
+            print(f"| {b} | {k:g} | " + " | ".join(cells) + " |")
     return 0
 
 

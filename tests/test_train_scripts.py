@@ -384,7 +384,10 @@ def test_rescorer_operating_table_counts_lost_positives_and_removed_negatives() 
     assert by[("all", "license_plate")]["lost"] == 0
     assert ("near", "face") not in by  # no image names: no near group
     near = op.operating_table(
-        {**d, "image": np.array(["comp/near_001.jpg", "comp/comp_001.jpg", "a/x", "b/y", "a/z"])},
+        {
+            **d,
+            "image_name": np.array(["comp/near_001.jpg", "comp/comp_001.jpg", "a/x", "b/y", "a/z"]),
+        },
         s2,
         keeps=(0.5,),
         thresholds=(0.04,),
@@ -538,3 +541,18 @@ def test_mine_teacher_runs_one_job_per_set_and_skips_finished_sets(
         "1.jpg",
     ]
     assert not (tmp_path / "teacher_input" / "openalpr").exists()  # not a teacher set
+
+
+def test_veto_area_cost_parses_one_value_or_one_per_class() -> None:
+    from redact.classes import ObjectClass
+
+    vc = _load("veto_area_cost")
+    both = [ObjectClass.FACE, ObjectClass.LICENSE_PLATE]
+    assert vc.parse_veto("0.005", both) == dict.fromkeys(both, 0.005)
+    assert vc.parse_veto("0.005", [ObjectClass.FACE]) == {ObjectClass.FACE: 0.005}
+    assert vc.parse_veto("face=0.02/license_plate=0.002", [ObjectClass.FACE]) == {
+        ObjectClass.FACE: 0.02,
+        ObjectClass.LICENSE_PLATE: 0.002,
+    }
+    with pytest.raises(ValueError):
+        vc.parse_veto("face=x", both)
