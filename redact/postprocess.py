@@ -20,10 +20,13 @@ Final score (:func:`fuse`): the stage-2 score, except that a candidate whose sta
 at least ``stage1_keep`` keeps ``max(stage1, stage2)`` (stage 2 may only veto low-confidence
 candidates), and so does one whose box covers less than ``veto_min_area`` of the image
 (:func:`protected_by_area`: a blur's cost is its area, so stage 2 spends its veto where it
-buys area back, never on the small, distant faces and plates that stage 1 finds least surely)
-and one whose stage-2 score is at least its class's ``veto_below`` (stage 2 vetoes only what
-it is sure of; a class without a value is never vetoed). The per-class thresholds of the
-config apply to the final score; the class ``floor`` still applies to the stage-1 score (what
+buys area back, never on the small, distant faces and plates that stage 1 finds least surely),
+one whose stage-2 score is at least its class's ``veto_below`` (stage 2 vetoes only what
+it is sure of; a class without a value is never vetoed) and one of a class with a
+``veto_min_elevation`` whose box does not lie that far above the horizon
+(:func:`protected_by_elevation`: licence plates, whose near and far views stage 2 has not
+learned from real examples, may be vetoed only where no road vehicle's plate can be). The
+per-class thresholds of the config apply to the final score; the class ``floor`` still applies to the stage-1 score (what
 is recorded at all).
 """
 
@@ -329,6 +332,29 @@ def protected_by_area(
     return np.asarray(area < float(veto_min_area) * np.asarray(image_px, np.float64), bool)
 
 
+def protected_by_elevation(
+    xyxy: npt.ArrayLike,
+    class_id: npt.ArrayLike,
+    image_height: int,
+    projection: Projection,
+    veto_min_elevation: Mapping[ObjectClass, float],
+) -> npt.NDArray[np.bool_]:
+    """(N,) True where stage 2 may not lower the score by elevation: a candidate of a class in
+    ``veto_min_elevation`` whose (N, 4) box (pixels) has its lowest edge less than that many
+    degrees above the horizon of an equirectangular image, or any such candidate on an image
+    without a horizon (a perspective photo). Classes not listed: never (False)."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    ids = np.asarray(class_id).reshape(-1)
+    limit = np.array(
+        [veto_min_elevation.get(ObjectClass(int(c)), -math.inf) for c in ids], np.float64
+    )
+    listed = limit > -math.inf
+    if projection is not Projection.EQUIRECTANGULAR:
+        return np.asarray(listed, bool)
+    bottom_deg = 90.0 - b[:, 3] / float(image_height) * 180.0
+    return np.asarray(listed & (bottom_deg < limit), bool)
+
+
 # --- the rescorer -----------------------------------------------------------------------------
 
 
@@ -353,6 +379,7 @@ class Rescorer:
         stage1_keep: see :func:`fuse`.
         veto_min_area: see :func:`protected_by_area` (share of the image's pixels; 0 = off).
         veto_below: per class, see :func:`fuse` (a class not listed is never vetoed).
+        veto_min_elevation: per class, see :func:`protected_by_elevation` (degrees).
         batch_size: candidates per ``session.run``.
     """
 
@@ -366,6 +393,7 @@ class Rescorer:
         stage1_keep: float,
         veto_min_area: float,
         veto_below: Mapping[ObjectClass, float],
+        veto_min_elevation: Mapping[ObjectClass, float] | None = None,
         batch_size: int = 256,
     ) -> None:
         inputs = {i.name: i.shape for i in session.get_inputs()}
@@ -392,6 +420,9 @@ class Rescorer:
         self.stage1_keep = float(stage1_keep)
         self.veto_min_area = float(veto_min_area)
         self.veto_below = {ObjectClass(c): float(v) for c, v in veto_below.items()}
+        self.veto_min_elevation = {
+            ObjectClass(c): float(v) for c, v in (veto_min_elevation or {}).items()
+        }
         self.batch_size = int(batch_size)
         self._output = session.get_outputs()[0].name
 
@@ -452,6 +483,9 @@ class Rescorer:
         s2 = self.stage2_scores(pixels, dets, projection)
         image_px = pixels.shape[0] * pixels.shape[1]
         protected = protected_by_area(dets.xyxy, image_px, self.veto_min_area)
+        protected |= protected_by_elevation(
+            dets.xyxy, dets.class_id, pixels.shape[0], projection, self.veto_min_elevation
+        )
         below = veto_below_for(dets.class_id, self.veto_below)
         final = fuse(dets.confidence, s2, self.stage1_keep, protected, below)
         return Rescored(s2, final, time.perf_counter() - t0)
@@ -479,6 +513,7 @@ def open_rescorer(
     stage1_keep: float,
     veto_min_area: float,
     veto_below: Mapping[ObjectClass, float],
+    veto_min_elevation: Mapping[ObjectClass, float] | None = None,
     threads: int = 1,
 ) -> Rescorer:
     """An ONNX model's bytes -> :class:`Rescorer` (metadata checked; no canary)."""
@@ -514,6 +549,7 @@ def open_rescorer(
         stage1_keep=stage1_keep,
         veto_min_area=veto_min_area,
         veto_below=veto_below,
+        veto_min_elevation=veto_min_elevation,
     )
 
 
@@ -606,6 +642,7 @@ def load_rescorer(
         stage1_keep=pp.stage1_keep,
         veto_min_area=pp.veto_min_area,
         veto_below=pp.veto_below,
+        veto_min_elevation=pp.veto_min_elevation,
         threads=pp.threads,
     )
     blur = {c: float(t.blur) for c, t in config.thresholds.items()}
@@ -638,6 +675,7 @@ __all__ = [
     "load_rescorer",
     "open_rescorer",
     "protected_by_area",
+    "protected_by_elevation",
     "prove_rescorer",
     "to_model_input",
     "veto_below_for",

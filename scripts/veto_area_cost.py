@@ -5,7 +5,8 @@ Reads the manifest of a two-stage run (``redact run``: the default config runs s
 negatives-only images, e.g. the non-dev, publisher-anonymised Amsterdam panoramas, and for
 every (``postprocess.stage1_keep``, ``postprocess.veto_min_area``) pair (at each
 ``--veto-below``) re-applies the fusion
-(:func:`redact.postprocess.fuse` with :func:`redact.postprocess.protected_by_area`) to the
+(:func:`redact.postprocess.fuse` with :func:`redact.postprocess.protected_by_area`, and the
+``--config``'s ``postprocess.veto_min_elevation`` rule) to the
 recorded stage-1 and stage-2 scores and prints the mean share of the image that would be
 blurred (every blurred candidate there is a false positive). Candidates on the publisher's own
 blurred patches (low detail, ``scripts/mine_candidates.box_detail``) are left out: a blurred
@@ -83,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     from redact.decision import giant_mask
     from redact.detections import Detections
     from redact.evaluation.dataset import load_manifest_images, load_rgb
-    from redact.postprocess import fuse, protected_by_area, veto_below_for
+    from redact.postprocess import (
+        fuse,
+        protected_by_area,
+        protected_by_elevation,
+        veto_below_for,
+    )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="output folder of the two-stage run")
@@ -110,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     veto_of = {b: parse_veto(b, vetoed) for b in belows}
     cfg = load_config(args.config)
     dilate = cfg.blur.dilate
+    min_elevation = cfg.postprocess.veto_min_elevation
 
     combos = [(k, a, b) for b in belows for k in keeps for a in areas]
     share: dict[tuple[float, float, str], list[float]] = {c: [] for c in combos}
@@ -131,8 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = ~giant_mask(raw, cfg.thresholds, row.height) & (s1 >= thr)
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
+        # the run config's elevation rule (postprocess.veto_min_elevation), as the job applies it
+        elevation_rule = protected_by_elevation(
+            row.det_xyxy, row.det_class, row.height, row.projection, min_elevation
+        )
         for k, a, b in combos:
-            prot = protected_by_area(row.det_xyxy, gray.size, a)
+            prot = protected_by_area(row.det_xyxy, gray.size, a) | elevation_rule
             below = veto_below_for(row.det_class, veto_of[b])
             blurred = ok & (fuse(s1, s2, k, prot, below) >= thr)
             is_face = row.det_class[blurred] == int(ObjectClass.FACE)

@@ -30,6 +30,7 @@ from redact.postprocess import (
     load_rescorer,
     open_rescorer,
     protected_by_area,
+    protected_by_elevation,
     prove_rescorer,
     veto_below_for,
 )
@@ -278,6 +279,41 @@ def test_veto_below_for_looks_up_each_class_and_never_vetoes_the_unlisted() -> N
     assert veto_below_for(np.zeros(0, np.int32), {ObjectClass.FACE: 0.5}).shape == (0,)
 
 
+@pytest.mark.parametrize(
+    ("box", "cls", "projection", "protected"),
+    [
+        # 1000 px tall equirectangular image: 5.556 px per degree, the horizon at y = 500
+        ([0, 300, 10, 388], 1, Projection.EQUIRECTANGULAR, False),  # bottom at 20.16 deg
+        ([0, 300, 10, 390], 1, Projection.EQUIRECTANGULAR, True),  # bottom at 19.8 deg
+        ([0, 520, 10, 540], 1, Projection.EQUIRECTANGULAR, True),  # below the horizon
+        ([0, 300, 10, 390], 0, Projection.EQUIRECTANGULAR, False),  # a class not listed
+        ([0, 0, 10, 10], 1, Projection.PERSPECTIVE, True),  # a photo has no horizon
+        ([0, 0, 10, 10], 0, Projection.PERSPECTIVE, False),
+    ],
+)
+def test_protected_by_elevation_table(
+    box: list[float], cls: int, projection: Projection, protected: bool
+) -> None:
+    limits = {ObjectClass.LICENSE_PLATE: 20.0}
+    out = protected_by_elevation([box], [cls], 1000, projection, limits)
+    assert out.dtype == bool and out.tolist() == [protected]
+
+
+def test_protected_by_elevation_empty_and_vectorised() -> None:
+    limits = {ObjectClass.LICENSE_PLATE: 10.0, ObjectClass.FACE: -5.0}
+    empty = protected_by_elevation(np.zeros((0, 4)), [], 100, Projection.EQUIRECTANGULAR, limits)
+    assert empty.shape == (0,)
+    rng = np.random.default_rng(1)
+    y1 = rng.uniform(0, 900, 60)
+    boxes = np.stack([y1 * 0, y1, y1 * 0 + 5, y1 + rng.uniform(1, 100, 60)], axis=1)
+    cls = rng.integers(0, 2, 60)
+    out = protected_by_elevation(boxes, cls, 1000, Projection.EQUIRECTANGULAR, limits)
+    slow = [
+        90 - b[3] * 180 / 1000 < (10.0 if c == 1 else -5.0) for b, c in zip(boxes, cls, strict=True)
+    ]
+    assert out.tolist() == slow
+
+
 def test_protected_by_area_empty_and_vectorised() -> None:
     assert protected_by_area(np.zeros((0, 4)), 100, 0.5).shape == (0,)
     rng = np.random.default_rng(0)
@@ -317,6 +353,28 @@ def test_tiny_rescorer_scores_by_class_column(tmp_path: Path) -> None:
     assert r(_scene(), Detections.empty(), Projection.PERSPECTIVE).shape == (0,)
     kept = _open(tmp_path / "m.onnx", keep=0.5).rescore(_scene(), dets, Projection.PERSPECTIVE)
     assert kept.final[3] == pytest.approx(0.9) and kept.stage2[3] == 0.0
+
+
+def test_rescorer_vetoes_plates_only_high_above_a_panoramas_horizon(tmp_path: Path) -> None:
+    # 80 px tall equirectangular image: 2.25 deg per px, the horizon at y = 40; two grey plate
+    # candidates stage 2 scores ~0: one ends at 42.75 deg above the horizon, one below it
+    r = open_rescorer(
+        build_color_rescorer(tmp_path / "m.onnx").read_bytes(),
+        "tiny@1",
+        (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
+        stage1_keep=1.0,
+        veto_min_area=0.0,
+        veto_below={ObjectClass.LICENSE_PLATE: 1.0},
+        veto_min_elevation={ObjectClass.LICENSE_PLATE: 20.0},
+    )
+    pixels = np.full((80, 160, 3), 90, np.uint8)
+    dets = _dets([[40, 5, 56, 21], [40, 50, 56, 66]], [0.2, 0.2], [1, 1])
+    out = r.rescore(pixels, dets, Projection.EQUIRECTANGULAR)
+    assert out.stage2.max() < 0.1
+    assert out.final[0] == out.stage2[0]  # high above the horizon: vetoed
+    assert out.final[1] == pytest.approx(0.2)  # below it: keeps stage 1
+    photo = r.rescore(pixels, dets, Projection.PERSPECTIVE)  # no horizon: never vetoed
+    np.testing.assert_allclose(photo.final, [0.2, 0.2])
 
 
 def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> None:
@@ -486,6 +544,17 @@ def test_postprocess_config_validation() -> None:
     # per class, aliases accepted; a class not listed is never vetoed
     vb = tiny_config(postprocess={"model": "m", "veto_below": {"plate": 0.02}}).postprocess
     assert dict(vb.veto_below) == {ObjectClass.FACE: 0.005, ObjectClass.LICENSE_PLATE: 0.02}
+    # the elevation rule: per class, aliases accepted, in degrees, hashed
+    ve = tiny_config(postprocess={"model": "m", "veto_min_elevation": {"plate": -90}}).postprocess
+    assert dict(ve.veto_min_elevation) == {ObjectClass.LICENSE_PLATE: -90.0}
+    assert dict(b.postprocess.veto_min_elevation) == {ObjectClass.LICENSE_PLATE: 20.0}
+    assert (
+        tiny_config(postprocess={"model": "m", "veto_min_elevation": {"face": 10}}).hash()
+        != b.hash()
+    )
+    for bad_deg in (-91, 90.5):
+        with pytest.raises(ConfigError, match="veto_min_elevation"):
+            tiny_config(postprocess={"model": "m", "veto_min_elevation": {"plate": bad_deg}})
     c = tiny_config(postprocess={"model": "m", "stage1_keep": 0.3})
     assert c.hash() != b.hash()
 
