@@ -393,7 +393,7 @@ class Rescorer:
         stage1_keep: float,
         veto_min_area: float,
         veto_below: Mapping[ObjectClass, float],
-        veto_min_elevation: Mapping[ObjectClass, float] | None = None,
+        veto_min_elevation: Mapping[ObjectClass, float],
         batch_size: int = 256,
     ) -> None:
         inputs = {i.name: i.shape for i in session.get_inputs()}
@@ -420,9 +420,7 @@ class Rescorer:
         self.stage1_keep = float(stage1_keep)
         self.veto_min_area = float(veto_min_area)
         self.veto_below = {ObjectClass(c): float(v) for c, v in veto_below.items()}
-        self.veto_min_elevation = {
-            ObjectClass(c): float(v) for c, v in (veto_min_elevation or {}).items()
-        }
+        self.veto_min_elevation = {ObjectClass(c): float(v) for c, v in veto_min_elevation.items()}
         self.batch_size = int(batch_size)
         self._output = session.get_outputs()[0].name
 
@@ -513,7 +511,7 @@ def open_rescorer(
     stage1_keep: float,
     veto_min_area: float,
     veto_below: Mapping[ObjectClass, float],
-    veto_min_elevation: Mapping[ObjectClass, float] | None = None,
+    veto_min_elevation: Mapping[ObjectClass, float],
     threads: int = 1,
 ) -> Rescorer:
     """An ONNX model's bytes -> :class:`Rescorer` (metadata checked; no canary)."""

@@ -113,6 +113,7 @@ def _open(  # type: ignore[no-untyped-def]
         stage1_keep=keep,
         veto_min_area=veto_min_area,
         veto_below={ObjectClass.FACE: veto_below, ObjectClass.LICENSE_PLATE: veto_below},
+        veto_min_elevation={},
     )
 
 
@@ -395,6 +396,7 @@ def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> Non
         stage1_keep=1.0,
         veto_min_area=0.0,
         veto_below={ObjectClass.LICENSE_PLATE: 1.0},
+        veto_min_elevation={},
     )
     grey = r_face_only.rescore(_scene(), dets, Projection.PERSPECTIVE)
     assert grey.final[0] == pytest.approx(0.2) and grey.final[1] == pytest.approx(0.2)
@@ -422,6 +424,7 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
         stage1_keep=1.0,
         veto_min_area=0.0,
         veto_below={ObjectClass.FACE: 1.0},
+        veto_min_elevation={},
     )
     with pytest.raises(ImageError, match="does not score"):
         face_only(_scene(), _dets([[10, 10, 26, 26]], [0.5], [1]), Projection.PERSPECTIVE)
@@ -433,6 +436,7 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
             stage1_keep=1.0,
             veto_min_area=0.0,
             veto_below=1.0,
+            veto_min_elevation={},
         )
 
 
