@@ -25,9 +25,11 @@ one whose stage-2 score is at least its class's ``veto_below`` (stage 2 vetoes o
 it is sure of; a class without a value is never vetoed) and one of a class with a
 ``veto_min_elevation`` whose box does not lie that far above the horizon
 (:func:`protected_by_elevation`: licence plates, whose near and far views stage 2 has not
-learned from real examples, may be vetoed only where no road vehicle's plate can be). The
-per-class thresholds of the config apply to the final score; the class ``floor`` still applies to the stage-1 score (what
-is recorded at all).
+learned from real examples, may be vetoed only where no road vehicle's plate can be).
+:class:`FusionRules` holds these four settings and applies them together; the job, the tuning
+scripts and the cost estimates all go through it. The per-class thresholds of the config apply
+to the final score; the class ``floor`` still applies to the stage-1 score (what is recorded
+at all).
 """
 
 from __future__ import annotations
@@ -335,24 +337,83 @@ def protected_by_area(
 def protected_by_elevation(
     xyxy: npt.ArrayLike,
     class_id: npt.ArrayLike,
-    image_height: int,
-    projection: Projection,
+    image_height: float | npt.ArrayLike,
+    equirect: bool | npt.ArrayLike,
     veto_min_elevation: Mapping[ObjectClass, float],
 ) -> npt.NDArray[np.bool_]:
-    """(N,) True where stage 2 may not lower the score by elevation: a candidate of a class in
-    ``veto_min_elevation`` whose (N, 4) box (pixels) has its lowest edge less than that many
-    degrees above the horizon of an equirectangular image, or any such candidate on an image
-    without a horizon (a perspective photo). Classes not listed: never (False)."""
+    """(N,) True where stage 2 may not lower the score by elevation.
+
+    A candidate of a class in ``veto_min_elevation`` is protected unless its (N, 4) box
+    (pixels) lies on an equirectangular image (``equirect``, one value or (N,)) with its lowest
+    edge at least that many degrees above the horizon (``image_height`` pixels, one value or
+    (N,)). A perspective photo has no horizon, so there such a candidate is always protected,
+    except with a limit of -90 deg or less: no elevation restriction, photos included. Classes
+    not listed: never protected (False)."""
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     ids = np.asarray(class_id).reshape(-1)
     limit = np.array(
         [veto_min_elevation.get(ObjectClass(int(c)), -math.inf) for c in ids], np.float64
     )
-    listed = limit > -math.inf
-    if projection is not Projection.EQUIRECTANGULAR:
-        return np.asarray(listed, bool)
-    bottom_deg = 90.0 - b[:, 3] / float(image_height) * 180.0
-    return np.asarray(listed & (bottom_deg < limit), bool)
+    listed = np.isfinite(limit) & (limit > -90.0)
+    eq = np.broadcast_to(np.asarray(equirect, bool), ids.shape)
+    height = np.broadcast_to(np.asarray(image_height, np.float64), ids.shape)
+    bottom_deg = 90.0 - b[:, 3] / height * 180.0
+    return np.asarray(listed & ~(eq & (bottom_deg >= limit)), bool)
+
+
+@dataclass(frozen=True)
+class FusionRules:
+    """How stage 1's and stage 2's scores combine into the final score: the
+    ``postprocess`` settings of the same names (:class:`redact.config.PostprocessConfig`).
+    One object, so that the job, the tuning scripts and the cost estimates apply the same rule.
+    """
+
+    stage1_keep: float
+    veto_min_area: float
+    veto_below: Mapping[ObjectClass, float]
+    veto_min_elevation: Mapping[ObjectClass, float]
+
+    @classmethod
+    def of(cls, pp: PostprocessConfig) -> FusionRules:
+        """The rules of a config's ``postprocess`` section."""
+        return cls(
+            stage1_keep=float(pp.stage1_keep),
+            veto_min_area=float(pp.veto_min_area),
+            veto_below={ObjectClass(c): float(v) for c, v in pp.veto_below.items()},
+            veto_min_elevation={ObjectClass(c): float(v) for c, v in pp.veto_min_elevation.items()},
+        )
+
+    def protected(
+        self,
+        xyxy: npt.ArrayLike,
+        class_id: npt.ArrayLike,
+        image_px: float | npt.ArrayLike,
+        image_height: float | npt.ArrayLike,
+        equirect: bool | npt.ArrayLike,
+    ) -> npt.NDArray[np.bool_]:
+        """(N,) True where stage 2 may not lower the score, whatever it says: small boxes
+        (:func:`protected_by_area`) and the elevation rule (:func:`protected_by_elevation`).
+        ``image_px`` (width x height) and ``image_height`` are pixels, one value or (N,)."""
+        return protected_by_area(xyxy, image_px, self.veto_min_area) | protected_by_elevation(
+            xyxy, class_id, image_height, equirect, self.veto_min_elevation
+        )
+
+    def final(
+        self,
+        stage1: npt.ArrayLike,
+        stage2: npt.ArrayLike,
+        xyxy: npt.ArrayLike,
+        class_id: npt.ArrayLike,
+        *,
+        image_px: float | npt.ArrayLike,
+        image_height: float | npt.ArrayLike,
+        equirect: bool | npt.ArrayLike,
+    ) -> npt.NDArray[np.float32]:
+        """(N,) float32 final scores of candidates with (N,) ``stage1`` and ``stage2`` scores,
+        (N, 4) boxes (pixels) and (N,) class ids (:func:`fuse`)."""
+        protected = self.protected(xyxy, class_id, image_px, image_height, equirect)
+        below = veto_below_for(class_id, self.veto_below)
+        return fuse(stage1, stage2, self.stage1_keep, protected, below)
 
 
 # --- the rescorer -----------------------------------------------------------------------------
@@ -376,10 +437,7 @@ class Rescorer:
         model_id: ``name@version`` for messages and the manifest.
         classes: model output column -> ObjectClass (the registry entry's classes).
         context: context factor the model was trained with (ONNX metadata).
-        stage1_keep: see :func:`fuse`.
-        veto_min_area: see :func:`protected_by_area` (share of the image's pixels; 0 = off).
-        veto_below: per class, see :func:`fuse` (a class not listed is never vetoed).
-        veto_min_elevation: per class, see :func:`protected_by_elevation` (degrees).
+        rules: how the stage-1 and stage-2 scores combine (:class:`FusionRules`).
         batch_size: candidates per ``session.run``.
     """
 
@@ -390,10 +448,7 @@ class Rescorer:
         classes: Sequence[ObjectClass | None],
         *,
         context: float,
-        stage1_keep: float,
-        veto_min_area: float,
-        veto_below: Mapping[ObjectClass, float],
-        veto_min_elevation: Mapping[ObjectClass, float],
+        rules: FusionRules,
         batch_size: int = 256,
     ) -> None:
         inputs = {i.name: i.shape for i in session.get_inputs()}
@@ -417,10 +472,7 @@ class Rescorer:
         self.classes = tuple(classes)
         self.size = int(crop_shape[2])
         self.context = float(context)
-        self.stage1_keep = float(stage1_keep)
-        self.veto_min_area = float(veto_min_area)
-        self.veto_below = {ObjectClass(c): float(v) for c, v in veto_below.items()}
-        self.veto_min_elevation = {ObjectClass(c): float(v) for c, v in veto_min_elevation.items()}
+        self.rules = rules
         self.batch_size = int(batch_size)
         self._output = session.get_outputs()[0].name
 
@@ -479,13 +531,15 @@ class Rescorer:
         """Stage-2 and final scores of ``dets`` (``confidence`` = stage-1 scores)."""
         t0 = time.perf_counter()
         s2 = self.stage2_scores(pixels, dets, projection)
-        image_px = pixels.shape[0] * pixels.shape[1]
-        protected = protected_by_area(dets.xyxy, image_px, self.veto_min_area)
-        protected |= protected_by_elevation(
-            dets.xyxy, dets.class_id, pixels.shape[0], projection, self.veto_min_elevation
+        final = self.rules.final(
+            dets.confidence,
+            s2,
+            dets.xyxy,
+            dets.class_id,
+            image_px=pixels.shape[0] * pixels.shape[1],
+            image_height=pixels.shape[0],
+            equirect=projection is Projection.EQUIRECTANGULAR,
         )
-        below = veto_below_for(dets.class_id, self.veto_below)
-        final = fuse(dets.confidence, s2, self.stage1_keep, protected, below)
         return Rescored(s2, final, time.perf_counter() - t0)
 
     def __call__(
@@ -508,10 +562,7 @@ def open_rescorer(
     model_id: str,
     classes: Sequence[ObjectClass | None],
     *,
-    stage1_keep: float,
-    veto_min_area: float,
-    veto_below: Mapping[ObjectClass, float],
-    veto_min_elevation: Mapping[ObjectClass, float],
+    rules: FusionRules,
     threads: int = 1,
 ) -> Rescorer:
     """An ONNX model's bytes -> :class:`Rescorer` (metadata checked; no canary)."""
@@ -544,10 +595,7 @@ def open_rescorer(
         model_id,
         classes,
         context=context,
-        stage1_keep=stage1_keep,
-        veto_min_area=veto_min_area,
-        veto_below=veto_below,
-        veto_min_elevation=veto_min_elevation,
+        rules=rules,
     )
 
 
@@ -637,10 +685,7 @@ def load_rescorer(
         data,
         spec.model_id,
         spec.classes,
-        stage1_keep=pp.stage1_keep,
-        veto_min_area=pp.veto_min_area,
-        veto_below=pp.veto_below,
-        veto_min_elevation=pp.veto_min_elevation,
+        rules=FusionRules.of(pp),
         threads=pp.threads,
     )
     blur = {c: float(t.blur) for c, t in config.thresholds.items()}
@@ -663,6 +708,7 @@ __all__ = [
     "FEATURE_NAMES",
     "FEATURE_VERSION",
     "N_FEATURES",
+    "FusionRules",
     "Rescored",
     "Rescorer",
     "RescorerError",

@@ -52,8 +52,8 @@ trustworthy negative). Low-detail boxes of the panoramas stay ignored either way
 
 Writes WORK/candidates.npz (crops uint8 (N, S, S, 3), features, label, weight, class,
 stage-1 score, set, image (index), image_name (relative path), box (pixels), image_px = the
-image's width x height) and
-WORK/mine_summary.json. Outputs stay in WORK (outside the repo): they hold crops of real
+image's width x height, image_h (pixels), equirect (bool): what the fusion rules need,
+``redact.postprocess.FusionRules``) and WORK/mine_summary.json. Outputs stay in WORK (outside the repo): they hold crops of real
 people.
 """
 
@@ -545,7 +545,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
     crops_all, feats_all, lab_all, w_all, cls_all, s1_all, set_all, img_all, box_all = (
         [] for _ in range(9)
     )
-    image_px_all, name_all = [], []
+    image_px_all, name_all, height_all, equirect_all = [], [], [], []
     pseudo_all = []
     stats: dict[str, dict[str, int]] = {}
     for k, row in enumerate(rows):
@@ -608,6 +608,8 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         name_all.append(np.full(len(sel), row.relative_path))
         box_all.append(sel.xyxy)
         image_px_all.append(np.full(len(sel), row.width * row.height, np.int64))
+        height_all.append(np.full(len(sel), row.height, np.int64))
+        equirect_all.append(np.full(len(sel), wrap, bool))
         pseudo_all.append(pseudo[keep])
         if k % 200 == 0:
             print(f"  {k}/{len(rows)} images", flush=True)
@@ -624,6 +626,8 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         image_name=np.concatenate(name_all),
         xyxy=np.concatenate(box_all),
         image_px=np.concatenate(image_px_all),
+        image_h=np.concatenate(height_all),
+        equirect=np.concatenate(equirect_all),
         pseudo=np.concatenate(pseudo_all),
     )
     (work / "mine_summary.json").write_text(json.dumps(stats, indent=1))

@@ -22,9 +22,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from redact.classes import ObjectClass
 
 CLASSES = ("face", "license_plate")
 KEEPS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -39,6 +42,7 @@ def operating_table(
     veto_min_areas: tuple[float, ...] = (0.0,),
     veto_belows: tuple[float, ...] = (1.0,),
     veto_classes: tuple[int, ...] = (0, 1),
+    veto_min_elevation: Mapping[ObjectClass, float] | None = None,
 ) -> list[dict[str, object]]:
     """One row per (keep, veto_min_area, veto_below, threshold, group, class) over the
     candidates of ``stage2``.
@@ -49,14 +53,15 @@ def operating_table(
             ``image_px``), (M,) each, already restricted to the validation split.
         stage2: (M,) stage-2 scores of those candidates.
         veto_classes: class indices ``veto_below`` applies to; the others are never vetoed
-            (``postprocess.veto_below`` without an entry for them, like the default's plates).
+            (``postprocess.veto_below`` without an entry for them).
+        veto_min_elevation: ``postprocess.veto_min_elevation`` (None or empty: no elevation
+            rule); a rule needs the ``xyxy``, ``image_h`` and ``equirect`` columns.
 
     Groups: every set, "pseudo" (teacher-confirmed positives, any set), "near" (the
     near-plate composites, when ``image_name`` is given) and "all".
     """
     # the runtime's rules (float32, as the job compares)
-    from redact.classes import ObjectClass
-    from redact.postprocess import fuse, protected_by_area, veto_below_for
+    from redact.postprocess import FusionRules
 
     label, cls, s1 = d["label"], d["cls"].astype(np.int64), d["stage1"]
     w, sets = d["weight"].astype(np.float64), d["set"]
@@ -66,12 +71,26 @@ def operating_table(
     if "image_name" in d:  # mine_candidates --near-composites: plates close to the capture car
         groups["near"] = np.char.startswith(d["image_name"].astype(str), "comp/near_")
     groups["all"] = np.ones(len(label), bool)
-    boxes = d["xyxy"] if any(veto_min_areas) else np.zeros((len(label), 4))
-    image_px = d["image_px"] if any(veto_min_areas) else 1.0
+    elevation = dict(veto_min_elevation or {})
+    need = (["xyxy", "image_px"] if any(veto_min_areas) else []) + (
+        ["xyxy", "image_h", "equirect"] if elevation else []
+    )
+    missing = sorted({c for c in need if c not in d})
+    if missing:
+        raise ValueError(
+            f"the candidates lack column(s) {missing} that the fusion rules need "
+            "(re-mine with scripts/mine_candidates.py)"
+        )
+    boxes = d["xyxy"] if need else np.zeros((len(label), 4))
+    image_px = d["image_px"] if "image_px" in need else 1.0
+    image_h = d["image_h"] if elevation else 1.0
+    equirect = d["equirect"].astype(bool) if elevation else False
     rows: list[dict[str, object]] = []
     for keep, vma, vb in ((k, a, b) for k in keeps for a in veto_min_areas for b in veto_belows):
-        below = veto_below_for(cls, {ObjectClass(c): vb for c in veto_classes})
-        final = fuse(s1, stage2, keep, protected_by_area(boxes, image_px, vma), below)
+        rules = FusionRules(keep, vma, {ObjectClass(c): vb for c in veto_classes}, elevation)
+        final = rules.final(
+            s1, stage2, boxes, cls, image_px=image_px, image_height=image_h, equirect=equirect
+        )
         for t in thresholds:
             blurred = final >= np.float32(t)
             base = s1.astype(np.float32) >= np.float32(t)  # stage 1 alone, same threshold
@@ -122,7 +141,18 @@ def main(argv: list[str] | None = None) -> int:
         help="classes --veto-below applies to; the others are never vetoed (default: both)",
     )
     ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
+    ap.add_argument(
+        "--config",
+        help="config whose postprocess.veto_min_elevation rule applies (default: the packaged "
+        "default); --no-elevation-rule leaves it out",
+    )
+    ap.add_argument("--no-elevation-rule", action="store_true")
     args = ap.parse_args(argv)
+    from redact.cli import load_config
+
+    elevation = (
+        {} if args.no_elevation_rule else load_config(args.config).postprocess.veto_min_elevation
+    )
     raw = dict(np.load(args.data, allow_pickle=False))
     mask = np.load(args.train_dir / "val_mask.npy")
     stage2 = np.load(args.train_dir / "val_scores.npy")
@@ -137,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         veto_min_areas=areas,
         veto_belows=tuple(float(b) for b in args.veto_below.split(",")),
         veto_classes=tuple(CLASSES.index(c) for c in args.veto_classes.split(",")),
+        veto_min_elevation=elevation,
     )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

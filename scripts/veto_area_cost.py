@@ -5,8 +5,8 @@ Reads the manifest of a two-stage run (``redact run``: the default config runs s
 negatives-only images, e.g. the non-dev, publisher-anonymised Amsterdam panoramas, and for
 every (``postprocess.stage1_keep``, ``postprocess.veto_min_area``) pair (at each
 ``--veto-below``) re-applies the fusion
-(:func:`redact.postprocess.fuse` with :func:`redact.postprocess.protected_by_area`, and the
-``--config``'s ``postprocess.veto_min_elevation`` rule) to the
+(:class:`redact.postprocess.FusionRules`, as the job applies them, with the ``--config``'s
+``postprocess.veto_min_elevation`` rule) to the
 recorded stage-1 and stage-2 scores and prints the mean share of the image that would be
 blurred (every blurred candidate there is a false positive). Candidates on the publisher's own
 blurred patches (low detail, ``scripts/mine_candidates.box_detail``) are left out: a blurred
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,9 +72,14 @@ def parse_veto(token: str, vetoed: list[ObjectClass]) -> dict[ObjectClass, float
     from redact.classes import ObjectClass
 
     if "=" not in token:
-        return dict.fromkeys(vetoed, float(token))
-    pairs = (item.split("=", 1) for item in token.split("/"))
-    return {ObjectClass.parse(c): float(v) for c, v in pairs}
+        out = dict.fromkeys(vetoed, float(token))
+    else:
+        pairs = (item.split("=", 1) for item in token.split("/"))
+        out = {ObjectClass.parse(c): float(v) for c, v in pairs}
+    for c, v in out.items():
+        if not 0.0 <= v <= 1.0:  # also NaN
+            raise ValueError(f"--veto-below {token!r}: {c.label}={v} is not a score in [0, 1]")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from redact.decision import giant_mask
     from redact.detections import Detections
     from redact.evaluation.dataset import load_manifest_images, load_rgb
-    from redact.postprocess import (
-        fuse,
-        protected_by_area,
-        protected_by_elevation,
-        veto_below_for,
-    )
+    from redact.postprocess import FusionRules
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="output folder of the two-stage run")
@@ -116,9 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     veto_of = {b: parse_veto(b, vetoed) for b in belows}
     cfg = load_config(args.config)
     dilate = cfg.blur.dilate
-    min_elevation = cfg.postprocess.veto_min_elevation
+    base = FusionRules.of(cfg.postprocess)
+    rules = {
+        (k, a, b): replace(base, stage1_keep=k, veto_min_area=a, veto_below=veto_of[b])
+        for b in belows
+        for k in keeps
+        for a in areas
+    }
 
-    combos = [(k, a, b) for b in belows for k in keeps for a in areas]
+    combos = list(rules)
     share: dict[tuple[float, float, str], list[float]] = {c: [] for c in combos}
     count: dict[tuple[float, float, str], list[int]] = {c: [] for c in combos}
     rows = load_manifest_images(str(args.run / "_manifest"))
@@ -138,19 +145,20 @@ def main(argv: list[str] | None = None) -> int:
         )
         ok = ~giant_mask(raw, cfg.thresholds, row.height) & (s1 >= thr)
         ok &= np.array([box_detail(gray, b, wrap) >= DETAIL_IGNORE for b in row.det_xyxy], bool)
-        # the run config's elevation rule (postprocess.veto_min_elevation), as the job applies it
-        elevation_rule = protected_by_elevation(
-            row.det_xyxy, row.det_class, row.height, row.projection, min_elevation
-        )
-        for k, a, b in combos:
-            prot = protected_by_area(row.det_xyxy, gray.size, a) | elevation_rule
-            below = veto_below_for(row.det_class, veto_of[b])
-            blurred = ok & (fuse(s1, s2, k, prot, below) >= thr)
-            is_face = row.det_class[blurred] == int(ObjectClass.FACE)
-            share[(k, a, b)].append(
-                blurred_share(row.det_xyxy[blurred], is_face, gray.shape, dilate)
+        for combo, rule in rules.items():
+            final = rule.final(
+                s1,
+                s2,
+                row.det_xyxy,
+                row.det_class,
+                image_px=gray.size,
+                image_height=row.height,
+                equirect=wrap,
             )
-            count[(k, a, b)].append(int(blurred.sum()))
+            blurred = ok & (final >= thr)
+            is_face = row.det_class[blurred] == int(ObjectClass.FACE)
+            share[combo].append(blurred_share(row.det_xyxy[blurred], is_face, gray.shape, dilate))
+            count[combo].append(int(blurred.sum()))
     print(f"{len(rows)} images; mean share of the image blurred (all false positives), %;")
     print("blurred candidates per image in brackets")
     print(

@@ -23,6 +23,7 @@ from redact.errors import ConfigError, ImageError
 from redact.postprocess import (
     FEATURE_VERSION,
     N_FEATURES,
+    FusionRules,
     RescorerError,
     candidate_features,
     context_windows,
@@ -110,10 +111,12 @@ def _open(  # type: ignore[no-untyped-def]
         path.read_bytes(),
         "tiny@1",
         (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
-        stage1_keep=keep,
-        veto_min_area=veto_min_area,
-        veto_below={ObjectClass.FACE: veto_below, ObjectClass.LICENSE_PLATE: veto_below},
-        veto_min_elevation={},
+        rules=FusionRules(
+            keep,
+            veto_min_area,
+            {ObjectClass.FACE: veto_below, ObjectClass.LICENSE_PLATE: veto_below},
+            {},
+        ),
     )
 
 
@@ -281,38 +284,52 @@ def test_veto_below_for_looks_up_each_class_and_never_vetoes_the_unlisted() -> N
 
 
 @pytest.mark.parametrize(
-    ("box", "cls", "projection", "protected"),
+    ("box", "cls", "equirect", "limit", "protected"),
     [
         # 1000 px tall equirectangular image: 5.556 px per degree, the horizon at y = 500
-        ([0, 300, 10, 388], 1, Projection.EQUIRECTANGULAR, False),  # bottom at 20.16 deg
-        ([0, 300, 10, 390], 1, Projection.EQUIRECTANGULAR, True),  # bottom at 19.8 deg
-        ([0, 520, 10, 540], 1, Projection.EQUIRECTANGULAR, True),  # below the horizon
-        ([0, 300, 10, 390], 0, Projection.EQUIRECTANGULAR, False),  # a class not listed
-        ([0, 0, 10, 10], 1, Projection.PERSPECTIVE, True),  # a photo has no horizon
-        ([0, 0, 10, 10], 0, Projection.PERSPECTIVE, False),
+        ([0, 300, 10, 388], 1, True, 20.0, False),  # bottom at 20.16 deg
+        ([0, 300, 10, 390], 1, True, 20.0, True),  # bottom at 19.8 deg
+        ([0, 520, 10, 540], 1, True, 20.0, True),  # below the horizon
+        ([0, 300, 10, 390], 0, True, 20.0, False),  # a class not listed
+        ([0, 0, 10, 10], 1, False, 20.0, True),  # a photo has no horizon
+        ([0, 0, 10, 10], 0, False, 20.0, False),
+        ([0, 990, 10, 1000], 1, True, -90.0, False),  # -90: no restriction, the nadir too
+        ([0, 0, 10, 10], 1, False, -90.0, False),  # and photos too
+        ([0, 990, 10, 1000], 1, True, -89.0, True),  # bottom at -90 deg < -89
+        ([0, 980, 10, 990], 1, True, -89.0, False),  # bottom at -88.2 deg
+        ([0, 0, 10, 10], 1, False, -89.0, True),
     ],
 )
 def test_protected_by_elevation_table(
-    box: list[float], cls: int, projection: Projection, protected: bool
+    box: list[float], cls: int, equirect: bool, limit: float, protected: bool
 ) -> None:
-    limits = {ObjectClass.LICENSE_PLATE: 20.0}
-    out = protected_by_elevation([box], [cls], 1000, projection, limits)
+    limits = {ObjectClass.LICENSE_PLATE: limit}
+    out = protected_by_elevation([box], [cls], 1000, equirect, limits)
     assert out.dtype == bool and out.tolist() == [protected]
 
 
 def test_protected_by_elevation_empty_and_vectorised() -> None:
     limits = {ObjectClass.LICENSE_PLATE: 10.0, ObjectClass.FACE: -5.0}
-    empty = protected_by_elevation(np.zeros((0, 4)), [], 100, Projection.EQUIRECTANGULAR, limits)
+    empty = protected_by_elevation(np.zeros((0, 4)), [], 100, True, limits)
     assert empty.shape == (0,)
     rng = np.random.default_rng(1)
     y1 = rng.uniform(0, 900, 60)
     boxes = np.stack([y1 * 0, y1, y1 * 0 + 5, y1 + rng.uniform(1, 100, 60)], axis=1)
     cls = rng.integers(0, 2, 60)
-    out = protected_by_elevation(boxes, cls, 1000, Projection.EQUIRECTANGULAR, limits)
+    out = protected_by_elevation(boxes, cls, 1000, True, limits)
     slow = [
         90 - b[3] * 180 / 1000 < (10.0 if c == 1 else -5.0) for b, c in zip(boxes, cls, strict=True)
     ]
     assert out.tolist() == slow
+    # candidates of several images (the operating-point table): per-box height and projection
+    height = rng.choice([1000, 2000], 60)
+    eq = rng.integers(0, 2, 60).astype(bool)
+    per_box = protected_by_elevation(boxes, cls, height, eq, limits)
+    slow = [
+        (not e) or 90 - b[3] * 180 / h < (10.0 if c == 1 else -5.0)
+        for b, c, h, e in zip(boxes, cls, height, eq, strict=True)
+    ]
+    assert per_box.tolist() == slow
 
 
 def test_protected_by_area_empty_and_vectorised() -> None:
@@ -328,6 +345,48 @@ def test_protected_by_area_empty_and_vectorised() -> None:
     per_box = protected_by_area(boxes, px, 0.1)
     slow = [(b[2] - b[0]) * (b[3] - b[1]) < 0.1 * n for b, n in zip(boxes, px, strict=True)]
     assert per_box.tolist() == slow
+
+
+def test_fusion_rules_final_matches_the_rules_applied_one_by_one() -> None:
+    rng = np.random.default_rng(3)
+    n = 80
+    xy = rng.uniform(0, 900, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(1, 100, (n, 2))], axis=1)
+    cls = rng.integers(0, 2, n)
+    s1, s2 = rng.uniform(0, 1, n), rng.uniform(0, 0.02, n)
+    height = rng.choice([1000, 2000], n)
+    eq = rng.integers(0, 2, n).astype(bool)
+    rules = FusionRules(0.5, 1e-3, {ObjectClass.FACE: 0.01}, {ObjectClass.LICENSE_PLATE: 10.0})
+    out = rules.final(
+        s1, s2, boxes, cls, image_px=height * 2 * height, image_height=height, equirect=eq
+    )
+    slow = []
+    for b, c, a, z, h, e in zip(boxes, cls, s1, s2, height, eq, strict=True):
+        small = (b[2] - b[0]) * (b[3] - b[1]) < 1e-3 * 2 * h * h
+        low = c == 1 and (not e or 90 - b[3] * 180 / h < 10.0)
+        sure = c == 0 and z >= 0.01  # plates have no veto_below value: never vetoed by score
+        keep = a >= 0.5 or small or low or sure or (c == 1 and z >= 0.0)
+        slow.append(max(a, z) if keep else z)
+    np.testing.assert_allclose(out, np.float32(slow))
+    assert out.dtype == np.float32
+    empty = rules.final([], [], np.zeros((0, 4)), [], image_px=1, image_height=1, equirect=True)
+    assert empty.shape == (0,)
+
+
+def test_fusion_rules_of_the_shipped_configs(tmp_path: Path) -> None:
+    from redact.cli import load_config
+
+    plate_on_photo = ([[0, 0, 40, 10]], [int(ObjectClass.LICENSE_PLATE)])
+    default = FusionRules.of(load_config(None).postprocess)
+    assert default.veto_min_elevation == {ObjectClass.LICENSE_PLATE: 20.0}
+    assert default.protected(*plate_on_photo, 1e4, 100, False).tolist() == [True]
+    # the experimental config vetoes plates anywhere, on photos too
+    anywhere = FusionRules.of(
+        load_config(str(REPO / "configs/experimental/veto-plates.yaml")).postprocess
+    )
+    assert anywhere.protected(*plate_on_photo, 1e4, 100, False).tolist() == [False]
+    assert anywhere.protected(*plate_on_photo, 1e4, 100, True).tolist() == [False]
+    assert anywhere.stage1_keep == default.stage1_keep
 
 
 # --- the rescorer -----------------------------------------------------------------------------
@@ -363,10 +422,9 @@ def test_rescorer_vetoes_plates_only_high_above_a_panoramas_horizon(tmp_path: Pa
         build_color_rescorer(tmp_path / "m.onnx").read_bytes(),
         "tiny@1",
         (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
-        stage1_keep=1.0,
-        veto_min_area=0.0,
-        veto_below={ObjectClass.LICENSE_PLATE: 1.0},
-        veto_min_elevation={ObjectClass.LICENSE_PLATE: 20.0},
+        rules=FusionRules(
+            1.0, 0.0, {ObjectClass.LICENSE_PLATE: 1.0}, {ObjectClass.LICENSE_PLATE: 20.0}
+        ),
     )
     pixels = np.full((80, 160, 3), 90, np.uint8)
     dets = _dets([[40, 5, 56, 21], [40, 50, 56, 66]], [0.2, 0.2], [1, 1])
@@ -393,10 +451,7 @@ def test_rescorer_area_rule_shields_small_candidates_only(tmp_path: Path) -> Non
         (tmp_path / "m.onnx").read_bytes(),
         "tiny@1",
         (ObjectClass.FACE, ObjectClass.LICENSE_PLATE),
-        stage1_keep=1.0,
-        veto_min_area=0.0,
-        veto_below={ObjectClass.LICENSE_PLATE: 1.0},
-        veto_min_elevation={},
+        rules=FusionRules(1.0, 0.0, {ObjectClass.LICENSE_PLATE: 1.0}, {}),
     )
     grey = r_face_only.rescore(_scene(), dets, Projection.PERSPECTIVE)
     assert grey.final[0] == pytest.approx(0.2) and grey.final[1] == pytest.approx(0.2)
@@ -421,10 +476,7 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
         (tmp_path / "nan.onnx").read_bytes(),
         "t",
         (ObjectClass.FACE, None),
-        stage1_keep=1.0,
-        veto_min_area=0.0,
-        veto_below={ObjectClass.FACE: 1.0},
-        veto_min_elevation={},
+        rules=FusionRules(1.0, 0.0, {ObjectClass.FACE: 1.0}, {}),
     )
     with pytest.raises(ImageError, match="does not score"):
         face_only(_scene(), _dets([[10, 10, 26, 26]], [0.5], [1]), Projection.PERSPECTIVE)
@@ -433,10 +485,7 @@ def test_rescorer_refuses_nan_wrong_metadata_and_unknown_class(tmp_path: Path) -
             b"not onnx",
             "t",
             (ObjectClass.FACE,),
-            stage1_keep=1.0,
-            veto_min_area=0.0,
-            veto_below=1.0,
-            veto_min_elevation={},
+            rules=FusionRules(1.0, 0.0, {}, {}),
         )
 
 
@@ -478,7 +527,7 @@ def test_canary_judges_the_model_not_the_fusion(tmp_path: Path) -> None:
         load_rescorer(weak)
     good = _pp_config(tmp_path, build_color_rescorer(tmp_path / "good.onnx"), **shielded)
     r = load_rescorer(good)
-    assert r is not None and r.veto_min_area == 1.0
+    assert r is not None and r.rules.veto_min_area == 1.0
 
 
 def test_load_rescorer_from_registry_checks_sha256(tmp_path: Path) -> None:
@@ -750,8 +799,8 @@ def test_shipped_rescorer_loads_and_passes_the_canary_at_its_operating_point() -
     assert not RedactConfig.load(config_path("experimental/stage1-only.yaml")).postprocess.enabled
     r = load_rescorer(cfg)
     assert r is not None and r.model_id == "redact-rescorer@0.3.0" and r.size == 48
-    assert r.stage1_keep == cfg.postprocess.stage1_keep
-    assert r.veto_below == dict(cfg.postprocess.veto_below)
+    assert r.rules == FusionRules.of(cfg.postprocess)
+    assert r.rules.veto_below == dict(cfg.postprocess.veto_below)
     from redact.detection.canary import load_canary
 
     blur = {c: float(t.blur) for c, t in cfg.thresholds.items()}

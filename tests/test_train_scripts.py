@@ -429,6 +429,43 @@ def test_rescorer_operating_table_area_rule_shields_small_boxes() -> None:
     assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0
 
 
+def test_rescorer_operating_table_applies_the_elevation_rule() -> None:
+    from redact.classes import ObjectClass
+
+    op = _load("rescorer_operating_point")
+    # three plate negatives stage 2 scores 0.01, 1000 px tall images: one ends 36 deg above a
+    # panorama's horizon, one below it, one on a photo
+    d = {
+        "label": np.array([0, 0, 0]),
+        "cls": np.array([1, 1, 1]),
+        "stage1": np.array([0.07, 0.07, 0.07]),
+        "weight": np.array([1.0, 1.0, 1.0]),
+        "set": np.array(["a", "a", "a"]),
+        "xyxy": np.array([[0, 100, 20, 300], [0, 600, 20, 620], [0, 100, 20, 300]], np.float64),
+        "image_px": np.array([2_000_000, 2_000_000, 2_000_000]),
+        "image_h": np.array([1000, 1000, 1000]),
+        "equirect": np.array([True, True, False]),
+    }
+    s2 = np.array([0.01, 0.01, 0.01])
+    kw = {"keeps": (0.5,), "thresholds": (0.04,), "veto_belows": (0.005,)}
+    rule = {ObjectClass.LICENSE_PLATE: 20.0}
+    # veto_below 0.005: stage 2's 0.01 is not low enough to veto, nothing is removed
+    plain = {(r["group"], r["class"]): r for r in op.operating_table(d, s2, **kw)}
+    assert plain[("all", "license_plate")]["neg_weight_removed"] == 0.0
+    kw["veto_belows"] = (1.0,)  # any score vetoes; without the rule all three go
+    plain = {(r["group"], r["class"]): r for r in op.operating_table(d, s2, **kw)}
+    assert plain[("all", "license_plate")]["neg_weight_removed"] == 1.0
+    ruled = op.operating_table(d, s2, veto_min_elevation=rule, **kw)
+    plate = {(r["group"], r["class"]): r for r in ruled}[("all", "license_plate")]
+    assert abs(plate["neg_weight_removed"] - 1 / 3) < 1e-9  # only the one high above
+    anywhere = op.operating_table(d, s2, veto_min_elevation={ObjectClass.LICENSE_PLATE: -90}, **kw)
+    plate = {(r["group"], r["class"]): r for r in anywhere}[("all", "license_plate")]
+    assert plate["neg_weight_removed"] == 1.0
+    old = {k: v for k, v in d.items() if k not in ("image_h", "equirect")}
+    with pytest.raises(ValueError, match="image_h"):
+        op.operating_table(old, s2, veto_min_elevation=rule, **kw)
+
+
 def test_mine_ground_view_is_below_the_horizon_in_pinhole_pitch() -> None:
     """PinholeView's pitch is positive below the horizon; objects lower than a 2.5 m camera
     must come out positive (the sign was flipped before 2026-12-02)."""
@@ -556,3 +593,6 @@ def test_veto_area_cost_parses_one_value_or_one_per_class() -> None:
     }
     with pytest.raises(ValueError):
         vc.parse_veto("face=x", both)
+    for bad in ("1.5", "face=-0.1", "nan"):
+        with pytest.raises(ValueError, match="not a score"):
+            vc.parse_veto(bad, both)
