@@ -432,7 +432,7 @@ class PostprocessConfig:
     veto_below: Mapping[ObjectClass, float] = field(default_factory=_default_veto_below)
     # and a candidate of a class listed here only where its box's lowest edge lies at least
     # this many degrees above the horizon of a panorama (never on a photo, which has no
-    # horizon; a class not listed: anywhere). Licence plates: a plate 0.3-1.5 m above the road
+    # horizon; -90: anywhere, photos included; a class not listed: anywhere). Licence plates: a plate 0.3-1.5 m above the road
     # seen from a camera ~2.5 m up is below the horizon on level ground, and at most ~19 deg
     # above it on the steepest public streets (35 % grade), so 20 deg never touches a road
     # vehicle's plate, while about 30 % of the plate false-positive area on the background
@@ -575,8 +575,9 @@ class RedactConfig:
         (:data:`UNHASHED_SECTIONS` left out): configs that blur alike hash alike.
 
         With a ``projection``, only what affects images of that projection is hashed:
-        panoramas leave out ``tiling.perspective``, photos ``tiling.levels`` (a photo-only
-        change must not make every panorama of a season outdated). The three hashes of one
+        panoramas leave out ``tiling.perspective``, photos ``tiling.levels`` and the stage-2
+        elevation limits, which act on photos only as "never vetoed" (a photo-only change must
+        not make every panorama of a season outdated, nor the reverse). The three hashes of one
         config always differ (different keys are hashed). ``None`` or ``AUTO``: everything.
         """
         data = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_SECTIONS}
@@ -588,6 +589,8 @@ class RedactConfig:
             unused = _UNUSED_TILING[projection]
             data["tiling"] = {k: v for k, v in data["tiling"].items() if k != unused}
             data["hashed_for"] = projection.value
+        if projection is Projection.PERSPECTIVE and "postprocess" in data:
+            data["postprocess"] = _photo_postprocess(data["postprocess"])
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -626,6 +629,21 @@ _UNUSED_TILING: dict[Projection, str] = {
     Projection.EQUIRECTANGULAR: "perspective",
     Projection.PERSPECTIVE: "levels",
 }
+
+
+def _photo_postprocess(pp: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``postprocess`` section (plain data, class labels as keys) as it acts on photos: a
+    photo has no horizon, so a class with a ``veto_min_elevation`` above -90 deg is never
+    vetoed there, like a class whose ``veto_below`` is 0 or absent, and the limits themselves
+    change no photo pixel (a panorama-only change must not make every photo outdated)."""
+    out = dict(pp)
+    elevation = out.pop("veto_min_elevation", None) or {}
+    out["veto_below"] = {
+        c: v
+        for c, v in (out.get("veto_below") or {}).items()
+        if v > 0.0 and elevation.get(c, -90.0) <= -90.0
+    }
+    return out
 
 
 # --- helpers ---------------------------------------------------------------------------------

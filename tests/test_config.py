@@ -82,6 +82,29 @@ def test_projection_hash_leaves_out_only_the_other_projections_tiling():
     assert base.hash(Projection.AUTO) == base.hash() == base.hash(None)
 
 
+def test_plate_elevation_limits_do_not_outdate_photos():
+    def cfg(**pp: object) -> RedactConfig:
+        return RedactConfig.from_dict({"models": [MODEL], "postprocess": {"model": "m", **pp}})
+
+    base = cfg()  # the code default: plates vetoed only >= 20 deg above a panorama's horizon
+    higher = cfg(veto_min_elevation={"license_plate": 30.0})
+    assert higher.hash(PHOTO) == base.hash(PHOTO)  # photos: plates never vetoed either way
+    assert higher.hash(PANO) != base.hash(PANO) and higher.hash() != base.hash()
+    # ... which on photos is the same as no plate veto at all (0 = never vetoed; maps merge
+    # over the defaults, so 0 is how a config removes a class)
+    no_plate_veto = cfg(veto_below={"license_plate": 0.0})
+    assert no_plate_veto.hash(PHOTO) == base.hash(PHOTO)
+    assert no_plate_veto.hash(PANO) != base.hash(PANO)
+    # -90: plates vetoed anywhere, photos too; a face setting reaches photos
+    anywhere = cfg(veto_min_elevation={"license_plate": -90.0})
+    assert anywhere.hash(PHOTO) != base.hash(PHOTO)
+    assert cfg(veto_below={"face": 0.01}).hash(PHOTO) != base.hash(PHOTO)
+    # faces limited by elevation: no face veto on photos
+    faces = cfg(veto_min_elevation={"face": 10.0})
+    assert faces.hash(PHOTO) == cfg(veto_below={"face": 0.0, "license_plate": 0.0}).hash(PHOTO)
+    assert faces.hash(PHOTO) != base.hash(PHOTO)
+
+
 def test_current_hashes_are_three_distinct_hashes():
     cfg = RedactConfig.from_dict({"models": [MODEL]})
     assert cfg.projection_hashes() == {
