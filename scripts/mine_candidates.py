@@ -522,9 +522,19 @@ SET_NEG_CLASSES = {
 
 def teacher_faces(work: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """relative path -> ((M, 4) boxes, (M,) scores) of the teacher run's face detections
-    (empty when the teacher did not run)."""
+    (empty when the teacher did not run).
+
+    Raises:
+        SystemExit: WORK holds a teacher run of the old one-job layout
+            (``teacher_output/_manifest``), whose paths this function would not match.
+    """
     from redact.evaluation.dataset import load_manifest_images
 
+    if (work / "teacher_output" / "_manifest").exists():
+        raise SystemExit(
+            f"{work / 'teacher_output'} holds a one-job teacher run (before the per-set jobs): "
+            "remove it and re-run, or its pseudo-labels would be silently ignored"
+        )
     out = {}
     for manifest in sorted((work / "teacher_output").glob("*/_manifest")):
         set_name = manifest.parent.name  # one job per set: paths are relative to the set

@@ -429,6 +429,45 @@ def test_rescorer_operating_table_area_rule_shields_small_boxes() -> None:
     assert face["lost"] == 0 and face["neg_weight_removed"] == 0.0
 
 
+def test_mine_teacher_faces_keys_are_set_prefixed_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import redact.evaluation.dataset as dataset
+
+    mc = _load("mine_candidates")
+    rows = {
+        "maskon": [
+            SimpleNamespace(
+                relative_path="a/x.jpg",
+                det_class=np.array([mc.FACE, mc.PLATE]),
+                det_xyxy=np.array([[0, 0, 10, 10], [5, 5, 9, 9]], np.float64),
+                det_stage1=np.array([0.9, 0.8]),
+            )
+        ],
+        "uc3m": [
+            SimpleNamespace(
+                relative_path="x.jpg",
+                det_class=np.array([mc.PLATE]),
+                det_xyxy=np.array([[1, 1, 4, 4]], np.float64),
+                det_stage1=np.array([0.7]),
+            )
+        ],
+    }
+    for name in rows:
+        (tmp_path / "teacher_output" / name / "_manifest").mkdir(parents=True)
+    monkeypatch.setattr(dataset, "load_manifest_images", lambda path: rows[Path(path).parent.name])
+    out = mc.teacher_faces(tmp_path)
+    assert sorted(out) == ["maskon/a/x.jpg", "uc3m/x.jpg"]
+    boxes, scores = out["maskon/a/x.jpg"]
+    assert boxes.tolist() == [[0, 0, 10, 10]] and scores.tolist() == [0.9]  # faces only
+    assert out["uc3m/x.jpg"][0].shape == (0, 4)
+    (tmp_path / "teacher_output" / "_manifest").mkdir()  # the old one-job layout
+    with pytest.raises(SystemExit, match="one-job"):
+        mc.teacher_faces(tmp_path)
+
+
 def test_rescorer_operating_table_applies_the_elevation_rule() -> None:
     from redact.classes import ObjectClass
 
