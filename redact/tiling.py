@@ -24,7 +24,12 @@ import numpy.typing as npt
 
 from redact.config import ConfigError, TileLevel, TilingConfig
 from redact.geometry.boxes import round_out, split_at_seam
-from redact.geometry.gnomonic import GnomonicTile, remap_maps, tile_boxes_to_pano
+from redact.geometry.gnomonic import (
+    GnomonicTile,
+    remap_maps,
+    remap_row_base,
+    tile_boxes_to_pano,
+)
 from redact.geometry.gnomonic import render_tile as render_gnomonic
 
 #: Panorama tiles never get a wider field of view than this (degrees). Where the native
@@ -376,16 +381,12 @@ def _plan_panorama_tiles(W: int, H: int, tiling: TilingConfig) -> tuple[Gnomonic
 # --- rendering and mapping back --------------------------------------------------------------
 
 
-class RemapCache:
-    """Thread-safe LRU cache of remap maps (tuples of read-only arrays), built once per layout
-    and reused across images of the same size.
-
-    :meth:`maps`: :func:`redact.geometry.gnomonic.remap_maps` keyed by ``(W, H, tile)`` (the
-    tiler); :meth:`get`: any maps under any hashable key, built by a callable (the renditions'
-    fixed-point cube-face maps). Bounded by ``maxsize`` entries and, when set, ``max_bytes``
-    (the arrays' total ``nbytes``; an entry larger than ``max_bytes`` on its own is returned
-    but never held). Maps are built outside the lock: two threads missing the same key at once
-    both build it and the first stored wins (same values either way).
+class MapCache:
+    """Thread-safe LRU cache of maps (tuples of read-only arrays) under any hashable key,
+    each built once by a callable (:meth:`get`). Bounded by ``maxsize`` entries and, when set,
+    ``max_bytes`` (the arrays' total ``nbytes``; an entry larger than ``max_bytes`` on its own
+    is returned but never held). Maps are built outside the lock; a key another thread is
+    building is waited for, not built twice.
     """
 
     def __init__(self, maxsize: int = 256, max_bytes: int | None = None) -> None:
@@ -475,21 +476,48 @@ class RemapCache:
             built += self._get(key, build)[1]
         return built
 
+
+class RemapCache(MapCache):
+    """:class:`MapCache` of the tiler's remap maps, built once per layout and reused across
+    images of the same size: :meth:`maps` / :meth:`prefetch_maps` hold
+    :func:`redact.geometry.gnomonic.remap_maps` under ``(W, H, tile)``, each built from its
+    ring's :func:`~redact.geometry.gnomonic.remap_row_base` (rays and arctan2, ~90 % of a
+    tile's cost), which a second, small cache holds while the ring is built; the tiles of a ring
+    share one ``map_y`` array (entries that share an array each count its bytes). :meth:`get`
+    also serves other maps (the renditions' fixed-point cube-face maps).
+    """
+
+    RINGS = 16  # ring bases held: a layout has a few rings (6 for 8000x4000 by default)
+
+    def __init__(self, maxsize: int = 256, max_bytes: int | None = None) -> None:
+        super().__init__(maxsize, max_bytes)
+        self._rings = MapCache(maxsize=self.RINGS)
+
     def prefetch_maps(self, tiles: Sequence[Tile], W: int, H: int) -> int:
-        """:meth:`prefetch` the remap maps of the gnomonic ``tiles`` of a ``W x H`` panorama."""
+        """:meth:`prefetch` the remap maps of the gnomonic ``tiles`` of a ``W x H`` panorama.
+        Returns how many maps (of tiles and of rings) this call built."""
         W, H = int(W), int(H)
         return self.prefetch(
-            [
-                ((W, H, t), functools.partial(remap_maps, t, W, H))
-                for t in tiles
-                if isinstance(t, GnomonicTile)
-            ]
+            [((W, H, t), self._builder(t, W, H)) for t in tiles if isinstance(t, GnomonicTile)]
         )
 
     def maps(self, tile: GnomonicTile, W: int, H: int) -> tuple[np.ndarray, np.ndarray]:
         """float32 ``(map_x, map_y)`` of :func:`~redact.geometry.gnomonic.remap_maps`."""
         W, H = int(W), int(H)
-        return self.get((W, H, tile), lambda: remap_maps(tile, W, H))
+        return self.get((W, H, tile), self._builder(tile, W, H))
+
+    def _builder(
+        self, tile: GnomonicTile, W: int, H: int
+    ) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """Builds ``tile``'s maps from its ring's :func:`remap_row_base` (the ring cache's
+        ``(W, H, pitch, fov, size)``)."""
+
+        def build() -> tuple[np.ndarray, np.ndarray]:
+            ring = (W, H, tile.pitch_deg, tile.fov_deg, tile.size)
+            base = self._rings.get(ring, lambda: remap_row_base(tile, W, H))
+            return remap_maps(tile, W, H, base=(base[0], base[1]))
+
+        return build
 
 
 def render_tile(

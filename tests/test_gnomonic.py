@@ -13,6 +13,7 @@ from redact.geometry.gnomonic import (
     lonlat_to_tile,
     rays_to_tile,
     remap_maps,
+    remap_row_base,
     render_tile,
     tile_boxes_to_pano,
     tile_rays,
@@ -113,6 +114,45 @@ def test_remap_maps_centre_and_range() -> None:
     x, y = vec_to_pixel(tile_rays(t, 32.5, 32.5), W, H)
     assert mx[32, 32] == pytest.approx(float(x) - 0.5, abs=1e-3)
     assert my[32, 32] == pytest.approx(float(y) - 0.5, abs=1e-3)
+
+
+def _direct_maps(t: GnomonicTile, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slow reference: the maps from the tile's own (yawed) rays, as built before 2026-12-03."""
+    c = np.arange(t.size, dtype=np.float64) + 0.5
+    x, y = vec_to_pixel(tile_rays(t, c[None, :], c[:, None]), w, h)
+    return (x - 0.5).astype(np.float32), np.clip(y - 0.5, 0.0, h - 1.0).astype(np.float32)
+
+
+def test_remap_maps_from_the_rings_base_match_the_tiles_own_rays() -> None:
+    rng = np.random.default_rng(7)
+    exact = 0
+    for _ in range(40):
+        w = int(rng.choice([720, 4000, 8000, 11000]))
+        t = GnomonicTile(
+            float(rng.uniform(-400, 400)),
+            float(rng.uniform(-89, 89)),
+            float(rng.uniform(5, 120)),
+            int(rng.integers(8, 48)),
+        )
+        mx, my = remap_maps(t, w, w // 2)
+        rx, ry = _direct_maps(t, w, w // 2)
+        assert mx.min() >= -0.5 and mx.max() < w - 0.5
+        # the same position up to float rounding (modulo the seam: -0.5 and w - 0.5 are one x)
+        dx = np.abs(mx.astype(np.float64) - rx)
+        dx = np.minimum(dx, w - dx)
+        assert dx.max() < 1e-3 and np.abs(my - ry).max() < 1e-3
+        exact += int(np.array_equal(mx, rx) and np.array_equal(my, ry))
+        # a shared base gives the same maps, and map_y is the base's array itself
+        base = remap_row_base(GnomonicTile(123.0, t.pitch_deg, t.fov_deg, t.size), w, w // 2)
+        bx, by = remap_maps(t, w, w // 2, base=base)
+        np.testing.assert_array_equal(bx, mx)
+        assert by is base[1]
+    assert exact >= 20  # most are bit-identical to the tile's own rays
+    strip = remap_maps(GnomonicTile(10, 5, 60, 32), 720, 360, rows=(4, 9))
+    full = remap_maps(GnomonicTile(10, 5, 60, 32), 720, 360)
+    np.testing.assert_array_equal(strip[0], full[0][4:9])
+    with pytest.raises(ValueError, match="rows"):
+        remap_row_base(GnomonicTile(0, 0, 60, 32), 720, 360, rows=(9, 4))
 
 
 def _bilinear_wrap(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:

@@ -539,6 +539,34 @@ def test_prefetch_maps_builds_only_gnomonic_tiles_and_matches_maps() -> None:
     assert cache.hits == 2
 
 
+def test_remap_cache_builds_each_ring_once_and_its_tiles_share_map_y(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redact.tiling as tiling
+
+    calls: list[tuple[float, float]] = []
+    real = tiling.remap_row_base
+
+    def counting(tile: GnomonicTile, W: int, H: int, rows: object = None):  # type: ignore[no-untyped-def]
+        calls.append((tile.pitch_deg, tile.fov_deg))
+        return real(tile, W, H)
+
+    monkeypatch.setattr(tiling, "remap_row_base", counting)
+    cache = RemapCache()
+    ring_a = [GnomonicTile(y, 10, 60, 16) for y in (-120, 0, 120)]
+    ring_b = [GnomonicTile(y, -30, 60, 16) for y in (-90, 90)]
+    assert cache.prefetch_maps(ring_a + ring_b, 720, 360) == 5 and len(cache) == 5
+    assert sorted(calls) == [(-30.0, 60.0), (10.0, 60.0)]  # one base per ring
+    ys = [cache.maps(t, 720, 360)[1] for t in ring_a]
+    assert ys[0] is ys[1] is ys[2]
+    for t in ring_a + ring_b:  # the same maps as built alone
+        got, ref = cache.maps(t, 720, 360), remap_maps(t, 720, 360)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+    cache.maps(GnomonicTile(45, 10, 60, 16), 1440, 720)  # another size: another base
+    assert len(calls) == 3
+
+
 def test_remap_cache_byte_bound_evicts_lru_and_never_holds_an_oversized_entry() -> None:
     cache = RemapCache(maxsize=10, max_bytes=3000)
     built: list[str] = []

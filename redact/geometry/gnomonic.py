@@ -121,8 +121,42 @@ def rays_to_tile(
     return u, v, in_front
 
 
-def remap_maps(
+RowBase = tuple[FloatArray, npt.NDArray[np.float32]]
+"""``(x0, map_y)`` of one ring of tiles (same pitch, fov and size): see :func:`remap_row_base`."""
+
+
+def remap_row_base(
     tile: GnomonicTile, W: int, H: int, rows: tuple[int, int] | None = None
+) -> RowBase:
+    """What every tile of ``tile``'s ring shares (same pitch, fov and size, any yaw).
+
+    ``x0``: float64 ``(size, size)`` panorama x (pixel-centre units, NOT wrapped) of each tile
+    pixel's ray at yaw 0; a tile at yaw ``y`` sees ``x0 + y * W / 360`` (a yaw turns about the
+    vertical axis, which adds ``y`` to every ray's longitude). ``map_y``: float32, as in
+    :func:`remap_maps`, the same at every yaw. ``rows``: as in :func:`remap_maps`. Building it
+    is ~90 % of a tile's maps (rays, arctan2); the rest of a ring costs a shift and a wrap.
+    """
+    if W < 1 or H < 1:
+        raise ValueError(f"panorama size must be positive, got W={W}, H={H}")
+    r0, r1 = (0, tile.size) if rows is None else rows
+    if not 0 <= r0 < r1 <= tile.size:
+        raise ValueError(f"rows must satisfy 0 <= r0 < r1 <= {tile.size}, got {rows}")
+    at_zero = GnomonicTile(0.0, tile.pitch_deg, tile.fov_deg, tile.size)
+    centres = np.arange(tile.size, dtype=np.float64) + 0.5
+    rays = tile_rays(at_zero, centres[None, :], centres[r0:r1, None])
+    lon, lat = vec_to_lonlat(rays)
+    x0 = (lon + 180.0) * (W / 360.0)
+    y = (90.0 - lat) * (H / 180.0)
+    map_y = np.clip(y - 0.5, 0.0, H - 1.0).astype(np.float32)
+    return x0, map_y
+
+
+def remap_maps(
+    tile: GnomonicTile,
+    W: int,
+    H: int,
+    rows: tuple[int, int] | None = None,
+    base: RowBase | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """``(map_x, map_y)``, each float32 ``(size, size)``, for :func:`cv2.remap` from a ``W x H``
     panorama (cv2 index coordinates: panorama pixel ``i`` has its centre at ``i``).
@@ -131,20 +165,12 @@ def remap_maps(
     ``cv2.BORDER_WRAP`` (used by :func:`render_tile`). ``map_y`` is clamped to ``[0, H - 1]``
     so the rows next to the poles are replicated rather than wrapped.
     ``rows``: ``(r0, r1)``, only tile rows ``r0 <= v < r1`` (maps of shape ``(r1 - r0, size)``;
-    a large view rendered in strips keeps its float64 rays small).
+    a large view rendered in strips keeps its float64 rays small). ``base``: the ring's
+    :func:`remap_row_base` (same ``W``, ``H``, ``rows``), computed when None; the returned
+    ``map_y`` is then ``base``'s array itself.
     """
-    if W < 1 or H < 1:
-        raise ValueError(f"panorama size must be positive, got W={W}, H={H}")
-    r0, r1 = (0, tile.size) if rows is None else rows
-    if not 0 <= r0 < r1 <= tile.size:
-        raise ValueError(f"rows must satisfy 0 <= r0 < r1 <= {tile.size}, got {rows}")
-    centres = np.arange(tile.size, dtype=np.float64) + 0.5
-    rays = tile_rays(tile, centres[None, :], centres[r0:r1, None])
-    lon, lat = vec_to_lonlat(rays)
-    x = wrap_x((lon + 180.0) * (W / 360.0), W)
-    y = (90.0 - lat) * (H / 180.0)
-    map_x = (x - 0.5).astype(np.float32)
-    map_y = np.clip(y - 0.5, 0.0, H - 1.0).astype(np.float32)
+    x0, map_y = base if base is not None else remap_row_base(tile, W, H, rows)
+    map_x = (wrap_x(x0 + tile.yaw_deg * (W / 360.0), W) - 0.5).astype(np.float32)
     return map_x, map_y
 
 
