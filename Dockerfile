@@ -34,7 +34,7 @@ COPY configs ./configs
 COPY models ./models
 COPY scripts ./scripts
 RUN pip install --upgrade pip \
-    && pip install "apache-beam[gcp]==${BEAM_VERSION}" ".[gcp,tensorrt]" onnxruntime-gpu
+    && pip install "apache-beam[gcp]==${BEAM_VERSION}" ".[gcp,tensorrt,openvino]" onnxruntime-gpu
 
 # Detector weights, baked in so workers never download anything at run time. The default
 # config's detector is in models/ (copied above); build/teachers/ carries the optional teacher

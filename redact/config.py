@@ -28,6 +28,16 @@ from redact.yamlfile import read_yaml_mapping
 class Backend(enum.Enum):
     ONNX = "onnx"
     TENSORRT = "tensorrt"
+    OPENVINO = "openvino"  # the [openvino] extra (CPU)
+    AUTO = "auto"  # OpenVINO where the worker has the extra, else ONNX Runtime (float32)
+
+
+class Precision(enum.Enum):
+    """Arithmetic the detector runs in, where the backend lets the config choose it (OpenVINO;
+    ONNX Runtime runs the ONNX file's float32, a TensorRT engine's precision is its own)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"  # bfloat16 on AMX / AVX-512 BF16 CPUs; float32 elsewhere (OpenVINO decides)
 
 
 class MergeMethod(enum.Enum):
@@ -68,6 +78,7 @@ class ModelConfig:
     path: str = ""
     classes: tuple[ObjectClass | None, ...] = ()  # model class index -> ObjectClass (None = ignore)
     backend: Backend = Backend.ONNX
+    precision: Precision = Precision.FP32  # bf16: only with backend openvino or auto
     batch_size: int = 8
     score_floor: float = 0.02  # raw candidates below this are discarded in the tile
     tile_nms_iou: float = 0.6
@@ -88,6 +99,15 @@ class ModelConfig:
         _range(f"{where}.score_floor", self.score_floor, 0.0, 1.0)
         _range(f"{where}.tile_nms_iou", self.tile_nms_iou, 0.0, 1.0)
         _range(f"{where}.intra_op_threads", self.intra_op_threads, 0, 1024)
+        if self.precision is not Precision.FP32 and self.backend not in (
+            Backend.OPENVINO,
+            Backend.AUTO,
+        ):
+            raise ConfigError(
+                f"{where}.precision {self.precision.value!r} needs backend 'openvino' or "
+                "'auto' (ONNX Runtime runs the file's float32; a TensorRT engine has its own "
+                "precision)"
+            )
 
 
 @dataclass(frozen=True)

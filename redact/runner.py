@@ -19,8 +19,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from redact.classes import Decision, ObjectClass, Projection
-from redact.config import RedactConfig
+from redact.config import Backend, RedactConfig
 from redact.detection import ModelRegistry, describe_models, make_detector_handler
+from redact.detection.auto_handler import resolve_auto
 from redact.detection.canary import check_detectors
 from redact.detection.canary import summarize as summarize_canary
 from redact.errors import UsageError
@@ -156,7 +157,9 @@ def local_parallelism(
     core), every detector whose ``intra_op_threads`` is 0 gets ``max(1, cores // W)`` ONNX
     Runtime threads: RunInference shares one session per process between its threads
     (``apache_beam.utils.shared``), so W concurrent ``Run`` calls share that pool instead of
-    each spreading over every core. Measured on 2 cores only (docs/performance.md). Other
+    each spreading over every core. OpenVINO detectors (``auto`` where this process can
+    import it: a local job's workers are this process) keep 0 (every core): their one stream
+    runs one request at a time, and the other threads decode, render and encode meanwhile. Measured on 2 cores only (docs/performance.md). Other
     runners: unchanged. The returned config is only for the detectors: nothing here changes a
     published pixel, and the job's config (and its hash) stays as given.
     """
@@ -182,7 +185,9 @@ def local_parallelism(
         return args, config
     threads = max(1, cores // workers)
     models = tuple(
-        replace(m, intra_op_threads=threads) if m.intra_op_threads == 0 else m
+        replace(m, intra_op_threads=threads)
+        if m.intra_op_threads == 0 and resolve_auto(m).backend is not Backend.OPENVINO
+        else m
         for m in config.models
     )
     return args, replace(config, models=models)

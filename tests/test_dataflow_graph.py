@@ -137,6 +137,6 @@ def test_dockerfile_builds_a_beam_worker_with_cuda_tensorrt_and_the_project():
     assert f"ARG BEAM_VERSION={beam.__version__}" in text
     assert f"python{py}" in text
     assert instr[-1][1].strip() == '["/opt/apache/beam/boot"]'
-    assert re.search(r'pip install .*"\.\[gcp,tensorrt\]"', text)
+    assert re.search(r'pip install .*"\.\[gcp,tensorrt,openvino\]"', text)
     for folder in ("redact", "pipelines", "configs", "models"):
         assert re.search(rf"^COPY {folder} ", text, re.M), folder

@@ -72,6 +72,29 @@ def test_explicit_intra_op_threads_are_kept_and_the_job_config_is_not_changed():
     assert [m.intra_op_threads for m in config.models] == [0, 3]  # no hidden mutation
 
 
+@pytest.mark.parametrize("have_openvino", [True, False])
+def test_openvino_detectors_keep_every_core(
+    have_openvino: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one stream runs one request at a time: its threads are every core, not cores / workers;
+    # auto is OpenVINO only where this process can import it
+    monkeypatch.setattr("redact.detection.auto_handler.openvino_available", lambda: have_openvino)
+    config = RedactConfig.from_dict(
+        {
+            "season": {"local_workers": 2},
+            "models": [
+                {"name": "a"},
+                {"name": "b", "backend": "openvino"},
+                {"name": "c", "backend": "auto"},
+            ],
+        }
+    )
+    _, detector_config = local_parallelism(config, [], 4)
+    auto = 0 if have_openvino else 2
+    assert [m.intra_op_threads for m in detector_config.models] == [2, 0, auto]
+    assert [m.backend.value for m in detector_config.models] == ["onnx", "openvino", "auto"]
+
+
 def test_local_workers_do_not_change_the_config_hash():
     # season is an unhashed section: a run with another worker count re-does no image
     assert _config(1).hash() == _config(4).hash()

@@ -11,7 +11,7 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from redact.classes import ObjectClass
-from redact.config import Backend, ModelConfig, RedactConfig
+from redact.config import Backend, ModelConfig, Precision, RedactConfig
 from redact.detection.base import (
     TENSORRT_ERROR,
     BackendUnavailableError,
@@ -156,6 +156,14 @@ def make_member_handler(
         from redact.detection.onnx_handler import YoloOnnxModelHandler
 
         return YoloOnnxModelHandler(spec, model_config, index, **kwargs)
+    if model_config.backend is Backend.AUTO:
+        from redact.detection.auto_handler import AutoCpuModelHandler
+
+        return AutoCpuModelHandler(spec, model_config, index, **kwargs)
+    if model_config.backend is Backend.OPENVINO:
+        from redact.detection.openvino_handler import YoloOpenVinoModelHandler
+
+        return YoloOpenVinoModelHandler(spec, model_config, index, **kwargs)
     if model_config.backend is Backend.TENSORRT:
         cls = _tensorrt_handler_class()
         handler: DetectorHandler[Any] = cls(spec, model_config, index, **kwargs)
@@ -201,6 +209,15 @@ def make_detector_handler(
     return members[0] if len(members) == 1 else EnsembleModelHandler(members)
 
 
+def backend_label(model_config: ModelConfig) -> str:
+    """The manifest's ``backend`` of a detector: the backend, and its precision where that is
+    not float32 (``openvino/bf16``); part of the models hash, so a change re-does images."""
+    label = model_config.backend.value
+    if model_config.precision is not Precision.FP32:
+        label += f"/{model_config.precision.value}"
+    return label
+
+
 def describe_models(config: RedactConfig, registry: ModelRegistry) -> list[dict[str, Any]]:
     """Manifest rows: one dict per model (index, name, version, sha256, backend, uri, classes):
     the detectors in config order, then the stage-2 post-processor when the config has one (so
@@ -214,7 +231,7 @@ def describe_models(config: RedactConfig, registry: ModelRegistry) -> list[dict[
                 "name": spec.name,
                 "version": spec.version,
                 "sha256": spec.sha256,
-                "backend": mc.backend.value,
+                "backend": backend_label(mc),
                 "uri": spec.uri,
                 "classes": [c.label if c is not None else None for c in spec.classes],
             }

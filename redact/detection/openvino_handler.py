@@ -1,0 +1,164 @@
+"""YOLOv8 detector on OpenVINO (CPU), as a Beam RunInference ModelHandler.
+
+The ``[openvino]`` extra. On CPUs with AMX or AVX-512 BF16 (Intel Sapphire Rapids and later:
+Dataflow c3/n4, this project's dev machines) OpenVINO runs the shipped ONNX in bfloat16 about
+3.5x faster than ONNX Runtime in float32 (docs/performance.md); ``precision: fp32`` keeps
+float32. Same ONNX file, same preprocessing, decoding, output contract and canary as every
+backend (:class:`redact.detection.base.DetectorHandler`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from redact.classes import ObjectClass
+from redact.config import ModelConfig, Precision
+from redact.detection.base import (
+    BackendUnavailableError,
+    DetectorHandler,
+    InferenceFn,
+    one_line,
+    read_verified,
+)
+from redact.detection.onnx_handler import check_head_declaration
+from redact.detection.registry import ModelFileError, ModelSpec
+
+OPENVINO_ERROR = "OpenVINO backend requires the [openvino] extra (pip install 'redact[openvino]')"
+#: ``Precision`` -> OpenVINO ``INFERENCE_PRECISION_HINT``.
+_HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16"}
+
+
+@dataclass
+class OpenVinoDetectorModel:
+    """A model compiled by OpenVINO (a :class:`~redact.detection.base.DetectorModel`).
+
+    Attributes:
+        compiled: the ``openvino.CompiledModel`` (thread-safe). Each calling thread keeps its
+            own infer request; the model's one stream runs them one at a time, so a worker's
+            threads share the detector while the others decode, render and encode (measured
+            faster on 2 cores than a compiled model per thread: docs/performance.md).
+        input_size: the static square input size (pixels) it was compiled for.
+        input_dtype: float32 (OpenVINO converts to its inference precision inside).
+        precision: the inference precision OpenVINO reports it uses (``f32``, ``bf16``).
+    """
+
+    compiled: Any
+    input_size: int | None
+    input_dtype: np.dtype
+    precision: str
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """(B, 3, S, S) float32 -> raw head (B, 4 + nc + extra, A) float32 (a copy: the
+        request reuses its output buffer)."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer({0: np.ascontiguousarray(images, dtype=np.float32)})
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+
+def _import_openvino() -> Any:
+    try:
+        import openvino
+    except ImportError as e:
+        raise BackendUnavailableError(OPENVINO_ERROR) from e
+    return openvino
+
+
+def _spatial_size(shape: Any, spec: ModelSpec, where: str) -> int | None:
+    """The square input size to compile for: the file's static one, else the registry's
+    ``input_size``, else None (dynamic: every batch's own size)."""
+    dims = [d.get_length() if d.is_static else None for d in shape]
+    if len(dims) != 4:
+        raise ModelFileError(f"{where}: input must be 4-D (B, 3, H, W), got {shape}")
+    h, w = dims[2], dims[3]
+    if h is not None and w is not None:
+        if h != w:
+            raise ModelFileError(f"{where}: input must be square, got {h}x{w}")
+        return int(h)
+    return int(spec.input_size) if spec.input_size else None
+
+
+class YoloOpenVinoModelHandler(DetectorHandler[OpenVinoDetectorModel]):
+    """OpenVINO YOLOv8 detector (CPU).
+
+    Args:
+        spec, model_config, model_index, inference_fn, blur_thresholds, canary: as
+            :class:`~redact.detection.onnx_handler.YoloOnnxModelHandler`.
+
+    :meth:`open_model` reads the ONNX through Beam FileSystems, checks its sha256, fixes the
+    spatial input (the file's static size, else the registry's ``input_size``; the batch stays
+    dynamic) and compiles it
+    for the CPU with ``model_config.intra_op_threads`` threads (0 = OpenVINO's default), one
+    stream, and ``model_config.precision`` as the inference precision hint. A CPU without
+    bfloat16 units runs a ``bf16`` model in float32 (OpenVINO's choice, logged as
+    ``precision``). :meth:`load_model` then runs the canary, as for every backend.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model_config: ModelConfig,
+        model_index: int = 0,
+        *,
+        inference_fn: InferenceFn | None = None,
+        blur_thresholds: Mapping[ObjectClass, float] | None = None,
+        canary: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(
+            spec,
+            model_config,
+            model_index,
+            inference_fn=inference_fn,
+            blur_thresholds=blur_thresholds,
+            canary=canary,
+        )
+
+    def compile_config(self) -> dict[str, Any]:
+        """The OpenVINO properties this model is compiled with."""
+        props: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": _HINTS[self.model_config.precision],
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
+        if self.model_config.intra_op_threads > 0:
+            props["INFERENCE_NUM_THREADS"] = self.model_config.intra_op_threads
+        return props
+
+    def open_model(self) -> OpenVinoDetectorModel:
+        """Read, verify, reshape and compile the model (no canary: see load_model)."""
+        ov = _import_openvino()
+        data = read_verified(self.spec, "model")
+        where = f"model {self.spec.name!r} at {self.spec.uri}"
+        try:
+            core = ov.Core()
+            model = core.read_model(data, b"")
+            if len(model.inputs) != 1:
+                raise ModelFileError(f"{where}: expected one input, got {len(model.inputs)}")
+            size = _spatial_size(model.inputs[0].get_partial_shape(), self.spec, where)
+            side = size if size is not None else -1
+            model.reshape({model.inputs[0]: ov.PartialShape([-1, 3, side, side])})
+            head = model.outputs[0].get_partial_shape()
+            dims = [d.get_length() if d.is_static else "?" for d in head]
+            check_head_declaration(dims, self.spec, where)
+            props = self.compile_config()
+            compiled = core.compile_model(model, "CPU", props)
+            hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+            precision = str(getattr(hint, "get_type_name", lambda: hint)())
+        except ModelFileError:
+            raise
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
+            raise ModelFileError(f"cannot load {where} with OpenVINO: {one_line(e)}") from e
+        return OpenVinoDetectorModel(
+            compiled=compiled,
+            input_size=size,
+            input_dtype=np.dtype(np.float32),
+            precision=precision,
+        )
