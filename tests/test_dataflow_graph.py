@@ -75,16 +75,33 @@ def _env_of(proto, name_part: str) -> set[str]:
     }
 
 
-def test_inference_step_alone_carries_the_gpu_hint(tmp_path):
+def test_tiling_and_inference_alone_carry_the_gpu_hint(tmp_path):
     job, df_job, proto = _dataflow_job(tmp_path, accelerator=None)
     hint = SeasonConfig().accelerator
     assert job.accelerator == hint == "type:nvidia-l4;count:1;install-nvidia-driver"
     envs = proto.components.environments
     detect_envs = _env_of(proto, "Detect/")
-    assert detect_envs, "no leaf transforms under Detect"
-    for env_id in detect_envs:
+    prepare_envs = _env_of(proto, "Prepare")
+    assert detect_envs and prepare_envs, "no leaf transforms under Detect / Prepare"
+    for env_id in detect_envs | prepare_envs:
         assert envs[env_id].resource_hints[ACCEL_URN] == hint.encode()
-    for step in ("Prepare", "Finalize", "SkipPublished", "WriteManifest/"):
+    # one environment: the rendered tiles go from PrepareImage to RunInference inside one fused
+    # stage on the GPU workers, never through the shuffle
+    assert prepare_envs == detect_envs and len(detect_envs) == 1
+    tiles_pc = {
+        pc
+        for t in proto.components.transforms.values()
+        if t.unique_name == "Prepare" or t.unique_name.startswith("Prepare/")
+        for tag, pc in t.outputs.items()
+        if tag == "tiles"
+    }
+    consumers = {
+        t.unique_name.split("/")[0]
+        for t in proto.components.transforms.values()
+        if not t.subtransforms and tiles_pc & set(t.inputs.values())
+    }
+    assert tiles_pc and consumers == {"Detect"}
+    for step in ("Finalize", "SkipPublished", "WriteManifest/", "Admit", "Publish"):
         step_envs = _env_of(proto, step)
         assert step_envs, step
         for env_id in step_envs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, RunInference
@@ -15,6 +15,7 @@ from redact.records import TileFailure, TileKey, TileResult
 from redact.tiling import tile_boxes_to_image
 
 _LOG = logging.getLogger(__name__)
+_T = TypeVar("_T", bound=beam.PTransform)
 
 #: Runners that execute the whole graph in this process (or this machine's processes). They
 #: have no worker pools to right-fit, but still refuse to fuse steps with different resource
@@ -38,6 +39,15 @@ def is_local_runner(pipeline: beam.Pipeline) -> bool:
     the DirectRunner)."""
     runner = pipeline.options.view_as(StandardOptions).runner
     return runner is None or runner_key(runner) in LOCAL_RUNNERS
+
+
+def on_accelerator(transform: _T, pipeline: beam.Pipeline, accelerator: str) -> _T:
+    """``transform`` with the ``accelerator`` resource hint (Dataflow right-fitting: it runs on
+    GPU workers), except on a local runner (:func:`is_local_runner`), where a hint would only
+    split the fused stage (tiles pickled and held between steps). ``""``: no hint."""
+    if accelerator and not is_local_runner(pipeline):
+        transform.with_resource_hints(accelerator=accelerator)  # returns the same transform
+    return transform
 
 
 def to_image_space(element: tuple[TileKey, Any]) -> tuple[str, TileResult | TileFailure]:
@@ -70,12 +80,10 @@ def detect_tiles(
 ) -> beam.PCollection:
     """``(TileKey, pixels)`` -> ``(image uri, TileResult | TileFailure)``: every tile gets
     exactly one result; a failed batch fails its tiles (dead letters), never drops them."""
-    detect: RunInference = RunInference(KeyedModelHandler(handler))
-    if accelerator and not is_local_runner(tiles.pipeline):
-        # Only this step asks for GPU workers (Dataflow right-fitting). A local run leaves the
-        # hint off so that tiling and inference fuse into one stage (tiles stay in memory,
-        # one at a time). (with_resource_hints returns the same transform.)
-        detect.with_resource_hints(accelerator=accelerator)
+    # On Dataflow this step and PrepareImage, which renders the tiles, carry the same GPU hint
+    # so that they fuse: the tiles never cross a stage boundary (graph.py).
+    inference: RunInference = RunInference(KeyedModelHandler(handler))
+    detect = on_accelerator(inference, tiles.pipeline, accelerator)
     inferred, dlq = tiles | "Detect" >> detect.with_exception_handling()
     results = inferred | "ToImageSpace" >> beam.Map(to_image_space)
     errors = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_to_tiles)

@@ -4,7 +4,8 @@
 
     list candidates -> key by output path -> Admit (names, collisions, listing problems)
       -> CheckMarker (skip what is published: before any read; side input: manual hashes)
-      -> PrepareImage --tiles--> RunInference(Keyed(detector)) [GPU hint] -> image space
+      -> PrepareImage --tiles--> RunInference(Keyed(detector)) -> image space
+         [PrepareImage and RunInference: the GPU hint on Dataflow, one fused stage]
              |                                           \\--failed batches--> tile failures
              \\--images--- CoGroupByKey(uri) with tiles, catalog locations, manual regions
                                -> Collect (all tiles detected?) --> breaker tally (whole run)
@@ -27,7 +28,7 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from redact.manifest import RunInfo
 from redact.pipeline.breaker import SumTallies, judge, tally_of_detected, tally_of_failed
-from redact.pipeline.detect import detect_tiles
+from redact.pipeline.detect import detect_tiles, on_accelerator
 from redact.pipeline.job import NAMESPACE, JobSpec, failed_row, quarantine_line
 from redact.pipeline.prepare import PrepareImage
 from redact.pipeline.publish import Collect, Publish
@@ -99,7 +100,11 @@ def build_pipeline(
         ).with_outputs(CheckMarker.ROWS, main="todo")
         todo = checked["todo"]
         skipped.append(checked[CheckMarker.ROWS])
-    prepared = todo | "Prepare" >> beam.ParDo(PrepareImage(job, run)).with_outputs(
+    # PrepareImage renders the tiles on the workers that detect them (same GPU hint: one fused
+    # stage): what crosses the shuffle to them is a Candidate (a path), not 68 rendered tiles
+    # of 1.2 MB per 8000x4000 panorama.
+    prepare = on_accelerator(beam.ParDo(PrepareImage(job, run)), p, job.accelerator)
+    prepared = todo | "Prepare" >> prepare.with_outputs(
         PrepareImage.TILES, PrepareImage.FAILED, main="images"
     )
     tiles = detect_tiles(prepared[PrepareImage.TILES], handler, job.accelerator)
