@@ -605,6 +605,11 @@ class RedactConfig:
             data.pop("renditions")
         if not self.postprocess.enabled:  # stage 1 alone: its settings change no pixel
             data.pop("postprocess")
+        # float32 detectors hash as before ``precision`` existed (no image becomes outdated)
+        data["models"] = [
+            {k: v for k, v in m.items() if not (k == "precision" and v == Precision.FP32.value)}
+            for m in data["models"]
+        ]
         if projection in _UNUSED_TILING:  # None and AUTO: every section
             unused = _UNUSED_TILING[projection]
             data["tiling"] = {k: v for k, v in data["tiling"].items() if k != unused}

@@ -354,7 +354,7 @@ def protected_by_elevation(
     limit = np.array(
         [veto_min_elevation.get(ObjectClass(int(c)), -math.inf) for c in ids], np.float64
     )
-    listed = np.isfinite(limit) & (limit > -90.0)
+    listed = ~(limit <= -90.0)  # -inf (not listed) and -90 are unrestricted; NaN is listed
     eq = np.broadcast_to(np.asarray(equirect, bool), ids.shape)
     height = np.broadcast_to(np.asarray(image_height, np.float64), ids.shape)
     bottom_deg = 90.0 - b[:, 3] / height * 180.0

@@ -482,20 +482,28 @@ class RemapCache(MapCache):
     images of the same size: :meth:`maps` / :meth:`prefetch_maps` hold
     :func:`redact.geometry.gnomonic.remap_maps` under ``(W, H, tile)``, each built from its
     ring's :func:`~redact.geometry.gnomonic.remap_row_base` (rays and arctan2, ~90 % of a
-    tile's cost), which a second, small cache holds while the ring is built; the tiles of a ring
-    share one ``map_y`` array (entries that share an array each count its bytes). :meth:`get`
-    also serves other maps (the renditions' fixed-point cube-face maps).
+    tile's cost), which a second, small cache keeps (at most :attr:`RINGS` rings and
+    :attr:`RING_BYTES`, ~4.9 MB per 640 px ring: a rebuilt tile then costs a shift); the tiles of
+    a ring share one ``map_y`` array (entries that share an array each count its bytes).
+    :meth:`get` also serves other maps (the renditions' fixed-point cube-face maps).
+    ``max_bytes`` bounds the tile maps; :attr:`nbytes` counts both caches.
     """
 
-    RINGS = 16  # ring bases held: a layout has a few rings (6 for 8000x4000 by default)
+    RINGS = 16  # ring bases kept: a layout has a few rings (6 for 8000x4000 by default)
+    RING_BYTES = 64 * 2**20
 
     def __init__(self, maxsize: int = 256, max_bytes: int | None = None) -> None:
         super().__init__(maxsize, max_bytes)
-        self._rings = MapCache(maxsize=self.RINGS)
+        self._rings = MapCache(maxsize=self.RINGS, max_bytes=self.RING_BYTES)
+
+    @property
+    def nbytes(self) -> int:
+        """Total ``nbytes`` of the arrays held, tile maps and ring bases."""
+        return super().nbytes + self._rings.nbytes
 
     def prefetch_maps(self, tiles: Sequence[Tile], W: int, H: int) -> int:
         """:meth:`prefetch` the remap maps of the gnomonic ``tiles`` of a ``W x H`` panorama.
-        Returns how many maps (of tiles and of rings) this call built."""
+        Returns how many tiles' maps this call built."""
         W, H = int(W), int(H)
         return self.prefetch(
             [((W, H, t), self._builder(t, W, H)) for t in tiles if isinstance(t, GnomonicTile)]

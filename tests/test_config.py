@@ -105,6 +105,23 @@ def test_plate_elevation_limits_do_not_outdate_photos():
     assert faces.hash(PHOTO) != base.hash(PHOTO)
 
 
+def test_the_default_configs_hashes_are_pinned():
+    """Every published image's marker records these: a change outdates a whole season. Change
+    the pins only for a change that is meant to re-do images, and say so in its note. (A new
+    config field must hash as before at its default, as ``precision: fp32`` does.)"""
+    from redact.resources import config_path
+
+    cfg = RedactConfig.load(config_path("default.yaml"))
+    assert cfg.hash() == "1e888164780c59a3b1677baa1f01090eb6e1131f0c8afb43a5393828407b56d9"
+    assert cfg.hash(PANO) == "d8a9afa17bf3af4247c3a3e71db6067c9a0e167e97c097ea856091dd86168e30"
+    assert cfg.hash(PHOTO) == "99f3550581ba018dad85275bc7c3411e233021d3be7f149ad8ed2adaf824433f"
+    bf16 = RedactConfig.from_dict(
+        {"models": [{"name": "m", "backend": "openvino", "precision": "bf16"}]}
+    )
+    fp32 = RedactConfig.from_dict({"models": [{"name": "m", "backend": "openvino"}]})
+    assert bf16.hash() != fp32.hash()  # other arithmetic: hashed
+
+
 def test_current_hashes_are_three_distinct_hashes():
     cfg = RedactConfig.from_dict({"models": [MODEL]})
     assert cfg.projection_hashes() == {

@@ -115,6 +115,15 @@ def test_fp32_matches_onnx_runtime(color64: Path, canary: Path) -> None:
         _tiles(),
     )
     assert ov_model.input_size == 64 and ov_model.precision == "f32"
+    assert ov_model.full is not None and ov_model.full_batch == 4
+    h = YoloOpenVinoModelHandler(
+        _spec(color64), _config(color64, Backend.OPENVINO), 0, canary=canary
+    )
+    four = [*_tiles(), _tiles()[0]]  # a full batch runs on the static copy
+    full = [r.inference.detections for r in h.run_inference(four, ov_model)]
+    for a, b in zip(full[:3], ov, strict=True):
+        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-4)
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-6)
     assert [len(d) for d in ov] == [len(d) for d in ort] and len(ov[0]) > 0 and len(ov[1]) == 0
     for a, b in zip(ov, ort, strict=True):
         np.testing.assert_array_equal(a.class_id, b.class_id)
@@ -155,7 +164,7 @@ def test_threads_share_the_model_with_their_own_requests(color64: Path, canary: 
         t.start()
     for t in threads:
         t.join(30)
-    assert not errors and len(out) == 3
+    assert not any(t.is_alive() for t in threads) and not errors and len(out) == 3
     for dets in out.values():
         for a, b in zip(dets, serial, strict=True):
             np.testing.assert_array_equal(a.xyxy, b.xyxy)

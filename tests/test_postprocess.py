@@ -297,6 +297,8 @@ def test_veto_below_for_looks_up_each_class_and_never_vetoes_the_unlisted() -> N
         ([0, 0, 10, 10], 1, False, -90.0, False),  # and photos too
         ([0, 990, 10, 1000], 1, True, -89.0, True),  # bottom at -90 deg < -89
         ([0, 980, 10, 990], 1, True, -89.0, False),  # bottom at -88.2 deg
+        ([0, 0, 10, 10], 1, True, float("inf"), True),  # +inf: never high enough
+        ([0, 0, 10, 10], 1, True, float("nan"), True),  # NaN: fail safe, protected
         ([0, 0, 10, 10], 1, False, -89.0, True),
     ],
 )
@@ -356,7 +358,12 @@ def test_fusion_rules_final_matches_the_rules_applied_one_by_one() -> None:
     s1, s2 = rng.uniform(0, 1, n), rng.uniform(0, 0.02, n)
     height = rng.choice([1000, 2000], n)
     eq = rng.integers(0, 2, n).astype(bool)
-    rules = FusionRules(0.5, 1e-3, {ObjectClass.FACE: 0.01}, {ObjectClass.LICENSE_PLATE: 10.0})
+    rules = FusionRules(
+        0.5,
+        1e-3,
+        {ObjectClass.FACE: 0.01, ObjectClass.LICENSE_PLATE: 0.01},
+        {ObjectClass.LICENSE_PLATE: 10.0},
+    )
     out = rules.final(
         s1, s2, boxes, cls, image_px=height * 2 * height, image_height=height, equirect=eq
     )
@@ -364,8 +371,8 @@ def test_fusion_rules_final_matches_the_rules_applied_one_by_one() -> None:
     for b, c, a, z, h, e in zip(boxes, cls, s1, s2, height, eq, strict=True):
         small = (b[2] - b[0]) * (b[3] - b[1]) < 1e-3 * 2 * h * h
         low = c == 1 and (not e or 90 - b[3] * 180 / h < 10.0)
-        sure = c == 0 and z >= 0.01  # plates have no veto_below value: never vetoed by score
-        keep = a >= 0.5 or small or low or sure or (c == 1 and z >= 0.0)
+        sure = z >= 0.01  # both classes: stage 2 vetoes only below 0.01
+        keep = a >= 0.5 or small or low or sure
         slow.append(max(a, z) if keep else z)
     np.testing.assert_allclose(out, np.float32(slow))
     assert out.dtype == np.float32

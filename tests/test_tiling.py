@@ -563,6 +563,9 @@ def test_remap_cache_builds_each_ring_once_and_its_tiles_share_map_y(
         got, ref = cache.maps(t, 720, 360), remap_maps(t, 720, 360)
         np.testing.assert_array_equal(got[0], ref[0])
         np.testing.assert_array_equal(got[1], ref[1])
+    # nbytes counts both: 5 tiles' maps (16x16 float32 x 2, map_y shared but counted per tile)
+    # and 2 ring bases (16x16 float64 x0 + float32 map_y)
+    assert cache.nbytes == 5 * 2 * 16 * 16 * 4 + 2 * (16 * 16 * 8 + 16 * 16 * 4)
     cache.maps(GnomonicTile(45, 10, 60, 16), 1440, 720)  # another size: another base
     assert len(calls) == 3
 

@@ -9,26 +9,24 @@ backend (:class:`redact.detection.base.DetectorHandler`).
 
 from __future__ import annotations
 
-import os
+import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from redact.classes import ObjectClass
-from redact.config import ModelConfig, Precision
+from redact.config import Precision
 from redact.detection.base import (
     BackendUnavailableError,
     DetectorHandler,
-    InferenceFn,
     one_line,
     read_verified,
 )
 from redact.detection.onnx_handler import check_head_declaration
 from redact.detection.registry import ModelFileError, ModelSpec
 
+_LOG = logging.getLogger(__name__)
 OPENVINO_ERROR = "OpenVINO backend requires the [openvino] extra (pip install 'redact[openvino]')"
 #: ``Precision`` -> OpenVINO ``INFERENCE_PRECISION_HINT``.
 _HINTS = {Precision.FP32: "f32", Precision.BF16: "bf16"}
@@ -52,14 +50,22 @@ class OpenVinoDetectorModel:
     input_size: int | None
     input_dtype: np.dtype
     precision: str
+    full: Any = None  # the same model compiled for exactly ``full_batch`` tiles (~10 % faster)
+    full_batch: int = 0
     _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    def _request(self, full: bool) -> Any:
+        name = "full" if full else "any"
+        request = getattr(self._local, name, None)
+        if request is None:
+            request = (self.full if full else self.compiled).create_infer_request()
+            setattr(self._local, name, request)
+        return request
 
     def forward(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> raw head (B, 4 + nc + extra, A) float32 (a copy: the
         request reuses its output buffer)."""
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+        request = self._request(self.full is not None and images.shape[0] == self.full_batch)
         request.infer({0: np.ascontiguousarray(images, dtype=np.float32)})
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
@@ -95,31 +101,12 @@ class YoloOpenVinoModelHandler(DetectorHandler[OpenVinoDetectorModel]):
 
     :meth:`open_model` reads the ONNX through Beam FileSystems, checks its sha256, fixes the
     spatial input (the file's static size, else the registry's ``input_size``; the batch stays
-    dynamic) and compiles it
-    for the CPU with ``model_config.intra_op_threads`` threads (0 = OpenVINO's default), one
+    dynamic, and a second copy is compiled for exactly ``batch_size`` tiles, which full
+    batches use) and compiles it for the CPU with ``model_config.intra_op_threads`` threads (0 = OpenVINO's default), one
     stream, and ``model_config.precision`` as the inference precision hint. A CPU without
     bfloat16 units runs a ``bf16`` model in float32 (OpenVINO's choice, logged as
     ``precision``). :meth:`load_model` then runs the canary, as for every backend.
     """
-
-    def __init__(
-        self,
-        spec: ModelSpec,
-        model_config: ModelConfig,
-        model_index: int = 0,
-        *,
-        inference_fn: InferenceFn | None = None,
-        blur_thresholds: Mapping[ObjectClass, float] | None = None,
-        canary: str | os.PathLike[str] | None = None,
-    ) -> None:
-        super().__init__(
-            spec,
-            model_config,
-            model_index,
-            inference_fn=inference_fn,
-            blur_thresholds=blur_thresholds,
-            canary=canary,
-        )
 
     def compile_config(self) -> dict[str, Any]:
         """The OpenVINO properties this model is compiled with."""
@@ -152,13 +139,22 @@ class YoloOpenVinoModelHandler(DetectorHandler[OpenVinoDetectorModel]):
             compiled = core.compile_model(model, "CPU", props)
             hint = compiled.get_property("INFERENCE_PRECISION_HINT")
             precision = str(getattr(hint, "get_type_name", lambda: hint)())
+            batch = self.model_config.batch_size
+            full = None
+            if size is not None and batch > 1:  # a static shape runs ~10 % faster
+                static = model.clone()
+                static.reshape({static.inputs[0]: ov.PartialShape([batch, 3, size, size])})
+                full = core.compile_model(static, "CPU", props)
         except ModelFileError:
             raise
         except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
             raise ModelFileError(f"cannot load {where} with OpenVINO: {one_line(e)}") from e
+        _LOG.info("model %s: OpenVINO %s, %s", self.spec.model_id, ov.__version__, precision)
         return OpenVinoDetectorModel(
             compiled=compiled,
             input_size=size,
             input_dtype=np.dtype(np.float32),
             precision=precision,
+            full=full,
+            full_batch=batch if full is not None else 0,
         )
