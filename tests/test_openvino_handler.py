@@ -115,12 +115,13 @@ def test_fp32_matches_onnx_runtime(color64: Path, canary: Path) -> None:
         _tiles(),
     )
     assert ov_model.input_size == 64 and ov_model.precision == "f32"
-    assert ov_model.full is not None and ov_model.full_batch == 4
+    assert ov_model.make_full is not None and ov_model.full_batch == 4
     h = YoloOpenVinoModelHandler(
         _spec(color64), _config(color64, Backend.OPENVINO), 0, canary=canary
     )
     four = [*_tiles(), _tiles()[0]]  # a full batch runs on the static copy
     full = [r.inference.detections for r in h.run_inference(four, ov_model)]
+    assert ov_model.full_ready  # the static copy was built, proven and used
     for a, b in zip(full[:3], ov, strict=True):
         np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-4)
         np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-6)
@@ -276,3 +277,61 @@ def test_backend_parity_match_pairs_same_class_boxes() -> None:
     assert abs(out["min_iou"] - 100 / 110) < 1e-6
     assert abs(out["max_score_diff"] - 0.02) < 1e-6
     assert bp.match(a, a)["unmatched"] == 0 and bp.match(a, a)["max_score_diff"] == 0.0
+
+
+class _FakeRequest:
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out
+
+    def infer(self, inputs: dict) -> None:
+        images = inputs[0]
+        assert images.dtype == np.float32 and images.flags.c_contiguous
+        self.tensor = self.out[: images.shape[0]]
+
+    def get_output_tensor(self, index: int):  # type: ignore[no-untyped-def]
+        return type("T", (), {"data": self.tensor})()
+
+
+class _FakeCompiled:
+    def __init__(self, out: np.ndarray) -> None:
+        self.out = out
+
+    def create_infer_request(self) -> _FakeRequest:
+        return _FakeRequest(self.out)
+
+
+def test_the_static_full_batch_copy_must_agree_with_the_dynamic_model() -> None:
+    from redact.detection.openvino_handler import check_full_batch
+
+    head = np.random.default_rng(1).uniform(0, 1, (4, 6, 10)).astype(np.float32)
+    check_full_batch(_FakeCompiled(head), _FakeCompiled(head + 1e-4), 4, 32, "m")  # agrees
+    off = head.copy()
+    off[2, 4, 7] += 0.01  # one score of one tile
+    with pytest.raises(ModelFileError, match="static 4-tile copy disagrees"):
+        check_full_batch(_FakeCompiled(head), _FakeCompiled(off), 4, 32, "m")
+    with pytest.raises(ModelFileError):
+        check_full_batch(_FakeCompiled(head), _FakeCompiled(head[:, :5]), 4, 32, "m")
+
+
+def test_a_failed_full_batch_copy_falls_back_to_the_proven_model() -> None:
+    from redact.detection.openvino_handler import OpenVinoDetectorModel
+
+    head = np.random.default_rng(2).uniform(0, 1, (4, 6, 10)).astype(np.float32)
+    calls: list[int] = []
+
+    def broken() -> object:
+        calls.append(1)
+        raise ModelFileError("static copy disagrees")
+
+    model = OpenVinoDetectorModel(
+        compiled=_FakeCompiled(head),
+        input_size=32,
+        input_dtype=np.dtype(np.float32),
+        precision="f32",
+        make_full=broken,
+        full_batch=4,
+    )
+    x = np.zeros((4, 3, 32, 32), np.float32)
+    np.testing.assert_array_equal(model.forward(x), head)  # the dynamic model's output
+    np.testing.assert_array_equal(model.forward(x), head)
+    assert calls == [1] and not model.full_ready  # tried once, never used
