@@ -101,6 +101,28 @@ def test_tiling_and_inference_alone_carry_the_gpu_hint(tmp_path):
         if not t.subtransforms and tiles_pc & set(t.inputs.values())
     }
     assert tiles_pc and consumers == {"Detect"}
+    # follow the tiles to the inference DoFn: leaf steps of the GPU environment only, no
+    # grouping (a stateful batcher would shuffle the tiles before RunInference)
+    leaves = [t for t in proto.components.transforms.values() if not t.subtransforms]
+    frontier, seen, reached = set(tiles_pc), set(), False
+    while frontier:
+        pc = frontier.pop()
+        seen.add(pc)
+        for t in leaves:
+            if pc not in set(t.inputs.values()):
+                continue
+            assert t.spec.urn != "beam:transform:group_by_key:v1", t.unique_name
+            assert t.environment_id in detect_envs, t.unique_name
+            if t.spec.urn == "beam:transform:pardo:v1":  # stateful: keyed, hence shuffled
+                payload = beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload)
+                assert not payload.state_specs and not payload.timer_family_specs, t.unique_name
+            if "_RunInferenceDoFn" in t.unique_name:
+                reached = True
+                continue
+            frontier |= set(t.outputs.values()) - seen
+    assert reached
+    # the failed batches' pixels stay there too: only their keys leave the GPU stage
+    assert _env_of(proto, "FailedBatches") == detect_envs
     for step in ("Finalize", "SkipPublished", "WriteManifest/", "Admit", "Publish"):
         step_envs = _env_of(proto, step)
         assert step_envs, step
@@ -118,9 +140,10 @@ def test_accelerator_is_configurable_and_can_be_off(tmp_path):
     other = "type:nvidia-tesla-t4;count:2;install-nvidia-driver"
     _, _, proto = _dataflow_job(tmp_path, accelerator=other)
     envs = proto.components.environments
-    assert {envs[e].resource_hints[ACCEL_URN] for e in _env_of(proto, "Detect/")} == {
-        other.encode()
-    }
+    for step in ("Detect/", "Prepare"):
+        assert {envs[e].resource_hints[ACCEL_URN] for e in _env_of(proto, step)} == {
+            other.encode()
+        }, step
     _, _, proto = _dataflow_job(tmp_path, accelerator="")
     assert not any(ACCEL_URN in e.resource_hints for e in proto.components.environments.values())
 

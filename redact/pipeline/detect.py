@@ -86,5 +86,7 @@ def detect_tiles(
     detect = on_accelerator(inference, tiles.pipeline, accelerator)
     inferred, dlq = tiles | "Detect" >> detect.with_exception_handling()
     results = inferred | "ToImageSpace" >> beam.Map(to_image_space)
-    errors = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_to_tiles)
+    # on the GPU workers too: a failed batch carries its tiles' pixels; only the keys leave
+    to_failures = on_accelerator(beam.FlatMap(failed_batch_to_tiles), tiles.pipeline, accelerator)
+    errors = dlq.failed_inferences | "FailedBatches" >> to_failures
     return (results, errors) | "AllTiles" >> beam.Flatten()
