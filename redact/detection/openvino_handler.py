@@ -87,9 +87,7 @@ class OpenVinoDetectorModel:
             self._full_tried = True
             try:
                 full = self.make_full()
-                request = full.create_infer_request()
-                request.infer({0: images})
-                out = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+                out = self._run(full, "full", images)  # this thread's full-batch request
                 if outputs_agree(reference, out):
                     self._full = full
                 else:
