@@ -102,6 +102,13 @@ class _LogFormatter(logging.Formatter):
         return super().formatStack(stack_info) if self.tracebacks else ""
 
 
+def _is_default_handler(handler: logging.Handler) -> bool:
+    """Whether ``handler`` is the one ``logging.basicConfig()`` (no arguments; also what a
+    first ``logging.warning(...)`` call makes) puts on the root logger."""
+    fmt = getattr(handler.formatter, "_fmt", None)
+    return type(handler) is logging.StreamHandler and fmt == logging.BASIC_FORMAT
+
+
 def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
     """INFO (``-v``: DEBUG) to stderr; Beam's INFO chatter and logged tracebacks only with
     ``-v``/``--debug``."""
@@ -111,6 +118,14 @@ def configure_logging(*, verbose: bool = False, debug: bool = False) -> None:
             "%(asctime)s %(levelname)s %(name)s: %(message)s", tracebacks=verbose or debug
         )
     )
+    # An import may have logged through the root logger before any handler existed (Beam
+    # without the [gcp] extra warns "apitools not found"), which gave the root logger
+    # logging's default handler and made basicConfig below a no-op. Only that handler goes;
+    # handlers someone installed on purpose (pytest's, an embedding program's) stay.
+    root = logging.getLogger()
+    for h in root.handlers[:]:
+        if _is_default_handler(h):
+            root.removeHandler(h)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     # Beam's INFO lines (type hint conversions, ...) hide what matters; Dataflow's own (job id,
     # console URL) stay.

@@ -246,7 +246,9 @@ def execute(
     t_canary = time.perf_counter()
     reports = check_detectors(config, registry)
     _LOG.info(
-        "canary passed in %.2f s:\n%s", time.perf_counter() - t_canary, summarize_canary(reports)
+        "canary passed in %.2f s: %s",
+        time.perf_counter() - t_canary,
+        summarize_canary(reports).replace("\n", "; "),  # one log record, one line
     )
     if config.postprocess.enabled:  # stage 2 proves itself here too (and in every worker)
         load_rescorer(config, registry)

@@ -395,3 +395,27 @@ def test_a_sink_failure_in_a_two_worker_job_is_one_line(capsys, tmp_path):
     dst = "/proc/redact_cannot_create_this"
     rc = main(_run_args(_image_folder(tmp_path), dst))
     _assert_one_line_error(rc, capsys.readouterr().err, dst)
+
+
+def test_logging_is_configured_after_an_import_logged_through_the_root_logger() -> None:
+    import logging
+
+    from redact.cli import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        root.handlers[:] = []
+        logging.warning("apitools not found")  # what Beam does at import without [gcp]
+        assert [type(h) for h in root.handlers] == [logging.StreamHandler]
+        configure_logging(verbose=True)
+        assert root.level == logging.DEBUG and len(root.handlers) == 1
+        assert "%(name)s" in root.handlers[0].formatter._fmt  # type: ignore[union-attr]
+        # a handler installed on purpose stays, and then basicConfig leaves the logger alone
+        mine = logging.NullHandler()
+        root.handlers[:] = [mine]
+        configure_logging()
+        assert root.handlers == [mine]
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -64,6 +64,12 @@ class CheckMarker(beam.DoFn):
         return self._has_manifest[run_id]
 
     def process(self, cand: Candidate, manual: Mapping[str, str]) -> Iterator[Any]:
+        # (a plain function does the routing: Beam warns about a process method that both
+        # yields and returns, and one output per candidate needs no generator)
+        yield from self._route(cand, manual)
+
+    def _route(self, cand: Candidate, manual: Mapping[str, str]) -> list[Any]:
+        """The one output of ``cand``: itself (to process) or a tagged manifest row."""
         t0 = time.perf_counter()
         try:
             rel = self._job.input.relative(cand.uri)
@@ -98,21 +104,18 @@ class CheckMarker(beam.DoFn):
                 v = judge(False)
         except Exception as e:  # cannot tell: process the image (the safe direction)
             _LOG.warning("marker check of %s failed, processing it: %s", cand.uri, e)
-            yield cand
-            return
+            return [cand]
         self._check_ms.update(int((time.perf_counter() - t0) * 1000))
         if not v.skip or marker is None:
             _LOG.debug("%s: %s", rel, v.value)
-            yield cand
-            return
+            return [cand]
         self._skipped.inc()
         progress(self._job).tick("skipped")
         if marker.row and not self._manifest_written(marker.run_id):
             moved = reattributed(marker, self._job.run_id)
             write_marker(uri, moved)
             self._recovered.inc()
-            yield beam.pvalue.TaggedOutput(self.ROWS, row_from_json(moved.row, self._job.run_id))
-            return
+            return [beam.pvalue.TaggedOutput(self.ROWS, row_from_json(moved.row, self._job.run_id))]
         outcome = ImageOutcome(
             image_uri=cand.uri,
             relative_path=rel,
@@ -126,4 +129,4 @@ class CheckMarker(beam.DoFn):
             projection=str(marker.row.get("projection") or ""),
             config_hash=marker.config_hash,  # the standing copy's, not this run's
         )
-        yield beam.pvalue.TaggedOutput(self.ROWS, make_row(self._run, outcome, now()))
+        return [beam.pvalue.TaggedOutput(self.ROWS, make_row(self._run, outcome, now()))]
