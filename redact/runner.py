@@ -159,7 +159,8 @@ def local_parallelism(
     (``apache_beam.utils.shared``), so W concurrent ``Run`` calls share that pool instead of
     each spreading over every core. OpenVINO detectors (``auto`` where this process can
     import it: a local job's workers are this process) keep 0 (every core): their one stream
-    runs one request at a time, and the other threads decode, render and encode meanwhile. Measured on 2 cores only (docs/performance.md). Other
+    runs one request at a time, and the other threads decode, render and encode meanwhile.
+    Measured on 2 cores only (docs/performance.md). Other
     runners: unchanged. The returned config is only for the detectors: nothing here changes a
     published pixel, and the job's config (and its hash) stays as given.
     """
@@ -248,7 +249,7 @@ def execute(
     _LOG.info(
         "canary passed in %.2f s: %s",
         time.perf_counter() - t_canary,
-        summarize_canary(reports).replace("\n", "; "),  # one log record, one line
+        summarize_canary(reports),
     )
     if config.postprocess.enabled:  # stage 2 proves itself here too (and in every worker)
         load_rescorer(config, registry)

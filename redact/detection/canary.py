@@ -476,8 +476,8 @@ def check_detectors(
 
 
 def summarize(reports: Sequence[CanaryReport]) -> str:
-    """One line per report (for the launcher's log)."""
-    return "\n".join(r.message() for r in reports)
+    """Every report's message on one line, ``; ``-separated (one launcher log record)."""
+    return "; ".join(r.message() for r in reports)
 
 
 __all__ = [

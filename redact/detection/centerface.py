@@ -31,7 +31,7 @@ from redact.detection.onnx_handler import (
     _DTYPES,
     OnnxDetectorModel,
     YoloOnnxModelHandler,
-    _static_size,
+    static_input_size,
 )
 from redact.detection.registry import ModelFileError, ModelSpec
 from redact.detection.yolo import (
@@ -225,7 +225,7 @@ class CenterFaceOnnxModelHandler(YoloOnnxModelHandler):
         session, inp, where = self._open_session()
         outputs = session.get_outputs()
         _check_declared([o.shape for o in outputs], where)
-        size = _static_size(inp.shape, where)
+        size = static_input_size(inp.shape, where)
         if size is not None and size % 32:
             raise ModelFileError(f"{where}: input size {size} is not a multiple of 32")
         return CenterFaceOnnxModel(

@@ -52,7 +52,7 @@ class OnnxDetectorModel:
         return np.asarray(out, dtype=np.float32)
 
 
-def _static_size(shape: Sequence[Any], where: str) -> int | None:
+def static_input_size(shape: Sequence[Any], where: str) -> int | None:
     if len(shape) != 4:
         raise ModelFileError(f"{where}: input must be 4-D (B, 3, H, W), got {list(shape)}")
     h, w = shape[2], shape[3]
@@ -175,7 +175,7 @@ class YoloOnnxModelHandler(DetectorHandler[OnnxDetectorModel]):
             session=session,
             input_name=inp.name,
             output_name=head.name,
-            input_size=_static_size(inp.shape, where),
+            input_size=static_input_size(inp.shape, where),
             input_dtype=_DTYPES[inp.type],
         )
 

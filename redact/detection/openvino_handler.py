@@ -24,7 +24,7 @@ from redact.detection.base import (
     one_line,
     read_verified,
 )
-from redact.detection.onnx_handler import check_head_declaration
+from redact.detection.onnx_handler import check_head_declaration, static_input_size
 from redact.detection.registry import ModelFileError, ModelSpec
 
 _LOG = logging.getLogger(__name__)
@@ -130,16 +130,13 @@ def _import_openvino() -> Any:
 
 
 def _spatial_size(shape: Any, spec: ModelSpec, where: str) -> int | None:
-    """The square input size to compile for: the file's static one, else the registry's
+    """The square input size to compile for: the file's static one (checked as for ONNX
+    Runtime, :func:`~redact.detection.onnx_handler.static_input_size`), else the registry's
     ``input_size``, else None (dynamic: every batch's own size)."""
     dims = [d.get_length() if d.is_static else None for d in shape]
-    if len(dims) != 4:
-        raise ModelFileError(f"{where}: input must be 4-D (B, 3, H, W), got {shape}")
-    h, w = dims[2], dims[3]
-    if h is not None and w is not None:
-        if h != w:
-            raise ModelFileError(f"{where}: input must be square, got {h}x{w}")
-        return int(h)
+    static = static_input_size(dims, where)
+    if static is not None:
+        return static
     return int(spec.input_size) if spec.input_size else None
 
 
