@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:
 
 from redact.config import TilingConfig  # noqa: E402  (after the repo is on sys.path)
 
-DEFAULT_ONNX = REPO / "models" / "redact-faceplate-yolov8n-0.2.1.onnx"
+DEFAULT_ONNX = REPO / "models" / "redact-faceplate-yolov8n-0.3.1.onnx"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 MIN_CALIB_TILES = 500
 

@@ -206,7 +206,11 @@ def test_every_shipped_detector_matches_its_sha256_and_passes_the_canary():
     reg = ModelRegistry.load(None)
     shipped = {n for n in reg if reg[n].shipped}
     names = sorted(shipped - {"redact-rescorer"})  # the stage-2 rescorer is not a detector
-    assert names == ["redact-faceplate-yolov8n", "redact-faceplate-yolov8n-eu"]
+    assert names == [
+        "redact-faceplate-yolov8n",
+        "redact-faceplate-yolov8n-021",
+        "redact-faceplate-yolov8n-eu",
+    ]
     for name in names:
         reg.verify(reg[name])
         config = RedactConfig.from_dict({"models": [{"name": name}]})
