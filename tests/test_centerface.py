@@ -16,7 +16,7 @@ import pytest
 from apache_beam.ml.inference.base import PredictionResult
 
 from redact.classes import ObjectClass
-from redact.config import Backend, ModelConfig
+from redact.config import Backend, ModelConfig, Precision
 from redact.detection import (
     CanaryError,
     CenterFaceOnnxModelHandler,
@@ -277,8 +277,16 @@ def test_registry_head_key_and_dispatch(tmp_path: Path, tiny: Path) -> None:
     assert spec.head == "centerface"
     h = make_member_handler(spec, ModelConfig(name="cf"), 1)
     assert isinstance(h, CenterFaceOnnxModelHandler) and h.model_index == 1
-    with pytest.raises(ValueError, match="onnx backend only"):
-        make_member_handler(spec, ModelConfig(name="cf", backend=Backend.TENSORRT), 1)
+    for backend in (Backend.OPENVINO, Backend.TENSORRT):
+        with pytest.raises(ValueError, match="onnx backend only"):
+            make_member_handler(spec, ModelConfig(name="cf", backend=backend), 1)
+    # "auto" picks the one backend CenterFace has, in float32 whatever precision it asked for.
+    auto = make_member_handler(
+        spec, ModelConfig(name="cf", backend=Backend.AUTO, precision=Precision.BF16), 1
+    )
+    assert isinstance(auto, CenterFaceOnnxModelHandler)
+    assert auto.model_config.backend is Backend.ONNX
+    assert auto.model_config.precision is Precision.FP32
 
 
 def test_packaged_registry_entry() -> None:

@@ -144,6 +144,11 @@ def make_member_handler(
     """
     kwargs: dict[str, Any] = {"blur_thresholds": blur_thresholds, "canary": canary}
     if spec.head == "centerface":
+        if model_config.backend is Backend.AUTO:
+            # CenterFace has one CPU backend: "auto" resolves as on a worker without OpenVINO.
+            from redact.detection.auto_handler import resolve_auto
+
+            model_config = resolve_auto(model_config, have_openvino=False)
         if model_config.backend is not Backend.ONNX:
             raise ValueError(
                 f"model {spec.name!r}: a centerface head runs on the onnx backend only, "
