@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=None,
         help="face teacher ONNX files, face score in output row 4 (default: faceghost from the "
-        "teacher folder and the shipped redact-faceplate model)",
+        "teacher folder and redact-faceplate-yolov8n 0.2.1, the recipe's model)",
     )
     # Checked by eye (2026-12-02): every face the teachers scored >= 0.5 on these car photos
     # (8 of 8) was a wheel, a bumper or a headlight, so by default they only grey out there.

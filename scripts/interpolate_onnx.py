@@ -45,11 +45,29 @@ def blend_initializers(
     return out
 
 
+def _graph_signature(m: onnx.ModelProto) -> tuple[object, ...]:
+    """Everything but the initializers' values: nodes (with attributes), graph inputs and
+    outputs, opsets."""
+    nodes = tuple(
+        (
+            n.op_type,
+            n.domain,
+            tuple(n.input),
+            tuple(n.output),
+            tuple(a.SerializeToString() for a in n.attribute),
+        )
+        for n in m.graph.node
+    )
+    io = tuple(v.SerializeToString() for v in (*m.graph.input, *m.graph.output))
+    opsets = tuple((o.domain, o.version) for o in m.opset_import)
+    return nodes, io, opsets
+
+
 def _same_graph(a: onnx.ModelProto, b: onnx.ModelProto) -> None:
-    sig_a = [(n.op_type, tuple(n.input), tuple(n.output)) for n in a.graph.node]
-    sig_b = [(n.op_type, tuple(n.input), tuple(n.output)) for n in b.graph.node]
-    if sig_a != sig_b:
-        raise ValueError("the two models' graphs differ (nodes, inputs or outputs)")
+    if _graph_signature(a) != _graph_signature(b):
+        raise ValueError(
+            "the two models' graphs differ (nodes, attributes, graph inputs/outputs or opsets)"
+        )
 
 
 def interpolate(a_path: Path, b_path: Path, alpha: float) -> onnx.ModelProto:

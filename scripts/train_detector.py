@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _train_common import CLASS_NAMES, REPO, cache_dir, sha256_file, upsert_registry_entry
 
 MODEL_NAME = "redact-faceplate-yolov8n"
-VERSION = "0.2.1"  # the shipped version; pass --version for a new one
 
 
 def default_out(version: str) -> Path:
@@ -171,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         "from a checkpoint that was trained that way)",
     )
     ap.add_argument("--lr0", type=float, default=None, help="initial learning rate (default: auto)")
-    ap.add_argument("--version", default=VERSION, help="model version for the registry entry")
+    ap.add_argument(
+        "--version", required=True, help="model version for the registry entry (a new one)"
+    )
     ap.add_argument("--wheels", type=Path, default=Path("/tmp/wheels"))
     ap.add_argument("--project", type=Path, default=REPO / ".cache" / "train_runs")
     ap.add_argument("--name", default=None, help="run name (default <model>-<version>)")
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--registry", type=Path, default=REPO / "models" / "registry.yaml")
     args = ap.parse_args(argv)
     args.out = args.out or default_out(args.version)
+    if args.out.exists():
+        # A committed model is pinned by sha256 in the registry: never train over it.
+        ap.error(f"{args.out} exists: pass a new --version or another --out (or delete it)")
     args.name = args.name or f"{MODEL_NAME}-{args.version}"
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO

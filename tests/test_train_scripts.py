@@ -254,6 +254,21 @@ def test_train_detector_imports_with_ultralytics() -> None:
     assert td.default_out("0.3.0").name == "redact-faceplate-yolov8n-0.3.0.onnx"
 
 
+def test_train_detector_never_trains_over_a_committed_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every shipped file is pinned by sha256 in the registry: an existing --out is refused
+    (before ultralytics is imported), and --version has no default that could name one."""
+    td = _load("train_detector")
+    with pytest.raises(SystemExit):
+        td.main([])
+    assert "--version" in capsys.readouterr().err
+    assert td.default_out("0.2.1").is_file()
+    with pytest.raises(SystemExit):
+        td.main(["--version", "0.2.1"])
+    assert "redact-faceplate-yolov8n-0.2.1.onnx exists" in capsys.readouterr().err
+
+
 def test_onnx_init_reproduces_the_teacher_exactly(tmp_path: Path) -> None:
     """A faceghost-initialised 2-class checkpoint scores faces exactly as the teacher's ONNX."""
     pytest.importorskip("ultralytics")
