@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -279,9 +277,8 @@ def test_connected_components() -> None:
     np.testing.assert_array_equal(labels, [find(k) for k in range(n)])
 
 
-def test_scales_to_thousands() -> None:
+def test_merges_thousands() -> None:
+    # Its time is a benchmark figure (scripts/benchmark.py, merge stage), not a test bound.
     d = _random_dets(np.random.default_rng(4), 3000, 8000.0, seam=True)
-    t = time.perf_counter()
     out = merge_detections(d, UNION, 8000.0)
-    assert time.perf_counter() - t < 5.0
     assert 0 < len(out) < len(d)
