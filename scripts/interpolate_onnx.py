@@ -45,6 +45,11 @@ def blend_initializers(
     return out
 
 
+def initializer_table(m: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Name -> array of every initializer of ``m``."""
+    return {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+
+
 def _graph_signature(m: onnx.ModelProto) -> tuple[object, ...]:
     """Everything but the initializers' values: nodes (with attributes), graph inputs and
     outputs, opsets."""
@@ -74,9 +79,7 @@ def interpolate(a_path: Path, b_path: Path, alpha: float) -> onnx.ModelProto:
     """Load A and B, check they share a graph, return A's graph with blended weights."""
     a, b = onnx.load(str(a_path)), onnx.load(str(b_path))
     _same_graph(a, b)
-    ta = {i.name: numpy_helper.to_array(i) for i in a.graph.initializer}
-    tb = {i.name: numpy_helper.to_array(i) for i in b.graph.initializer}
-    mixed = blend_initializers(ta, tb, alpha)
+    mixed = blend_initializers(initializer_table(a), initializer_table(b), alpha)
     out = onnx.ModelProto()
     out.CopyFrom(a)
     for init in out.graph.initializer:
