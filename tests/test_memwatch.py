@@ -1,0 +1,70 @@
+"""scripts/bench/memwatch.py: the RSS watchdog that stops a run with evidence instead of an OOM."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.scripts import load_script
+
+load_script("benchmark")  # puts scripts/ (the bench package) on sys.path
+
+from bench import memwatch  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux /proc")
+
+GROW = (
+    "import time\n"
+    "blocks = []\n"
+    "for _ in range(400):\n"
+    "    blocks.append(bytearray(8 << 20))\n"  # 8 MB, touched by bytearray's zero fill
+    "    time.sleep(0.01)\n"
+    "time.sleep(30)\n"
+)
+
+
+def _args(log: Path, limit_mb: int) -> list[str]:
+    return ["--limit-mb", str(limit_mb), "--log", str(log), "--interval", "0.05", "--"]
+
+
+def test_stops_a_growing_child_and_writes_evidence(tmp_path: Path) -> None:
+    rc = memwatch.main([*_args(tmp_path, 300), sys.executable, "-c", GROW])
+    assert rc == memwatch.KILLED_RC
+    rows = (tmp_path / "rss.csv").read_text().splitlines()
+    assert rows[0] == "seconds,rss_mb,processes"
+    assert float(rows[-1].split(",")[1]) > 300
+    evidence = tmp_path / "evidence"
+    status = list(evidence.glob("*.status"))
+    assert status and "VmRSS" in status[0].read_text()
+    assert list(evidence.glob("*.cmdline"))
+
+
+def test_passes_through_the_return_code_below_the_limit(tmp_path: Path) -> None:
+    rc = memwatch.main(
+        [
+            *_args(tmp_path, 4000),
+            sys.executable,
+            "-c",
+            "import time, sys; time.sleep(0.3); sys.exit(3)",
+        ]
+    )
+    assert rc == 3
+    assert not (tmp_path / "evidence").exists()
+    assert len((tmp_path / "rss.csv").read_text().splitlines()) >= 2
+
+
+def test_tree_includes_grandchildren_and_rss_sums_them() -> None:
+    me = os.getpid()
+    kids = memwatch.children_of(os.getppid())
+    assert me in kids
+    assert memwatch.rss_mb([me]) > 1
+    assert memwatch.rss_mb([me, me]) == pytest.approx(2 * memwatch.rss_mb([me]), rel=0.2)
+    assert memwatch.rss_mb([2**22 + 12345]) == 0.0  # a pid that does not exist
+
+
+def test_refuses_a_missing_command(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        memwatch.main(["--limit-mb", "100", "--log", str(tmp_path), "--"])
