@@ -68,3 +68,20 @@ def test_tree_includes_grandchildren_and_rss_sums_them() -> None:
 def test_refuses_a_missing_command(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         memwatch.main(["--limit-mb", "100", "--log", str(tmp_path), "--"])
+
+
+def test_the_child_is_stopped_when_gathering_evidence_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def broken(pids: list[int], out: Path) -> None:
+        seen.extend(pids)
+        raise RuntimeError("evidence failed")
+
+    monkeypatch.setattr(memwatch, "write_evidence", broken)
+    with pytest.raises(RuntimeError, match="evidence failed"):
+        memwatch.main([*_args(tmp_path, 300), sys.executable, "-c", GROW])
+    assert seen
+    with pytest.raises(ProcessLookupError):
+        os.kill(seen[0], 0)  # killed and reaped, not left growing

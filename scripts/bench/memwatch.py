@@ -78,18 +78,31 @@ def write_evidence(pids: list[int], out: Path) -> None:
                 data = f"unreadable: {exc}\n".encode()
             base.with_suffix(f".{name}").write_bytes(data.replace(b"\0", b" "))
         if py_spy:
-            dump = subprocess.run(
-                [py_spy, "dump", "--pid", str(pid), "--locals"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            base.with_suffix(".py-spy.txt").write_text(dump.stdout + dump.stderr)
+            try:
+                dump = subprocess.run(
+                    [py_spy, "dump", "--pid", str(pid), "--locals"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                text = dump.stdout + dump.stderr
+            except subprocess.TimeoutExpired:
+                text = "py-spy dump timed out after 60 s\n"
+            base.with_suffix(".py-spy.txt").write_text(text)
     if not py_spy:
         (out / "NO_PY_SPY").write_text(
             "py-spy not on PATH: no Python stacks (pip install py-spy)\n"
         )
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``child``'s process group (it leads its own session) and reap it."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # already gone
+    child.wait()
 
 
 def watch(cmd: list[str], limit_mb: float, log: Path, interval: float) -> int:
@@ -97,6 +110,16 @@ def watch(cmd: list[str], limit_mb: float, log: Path, interval: float) -> int:
     log.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     child = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return _watch(child, limit_mb, log, interval, t0)
+    except BaseException:  # Ctrl-C or a failure of the watchdog itself: never leave it running
+        _stop(child)
+        raise
+
+
+def _watch(
+    child: subprocess.Popen[bytes], limit_mb: float, log: Path, interval: float, t0: float
+) -> int:
     peak = 0.0
     with open(log / "rss.csv", "w", encoding="ascii") as csv:
         csv.write("seconds,rss_mb,processes\n")
@@ -107,9 +130,10 @@ def watch(cmd: list[str], limit_mb: float, log: Path, interval: float) -> int:
             csv.write(f"{time.monotonic() - t0:.1f},{mb:.0f},{len(tree)}\n")
             csv.flush()
             if mb > limit_mb:
-                write_evidence(tree, log / "evidence")
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+                try:
+                    write_evidence(tree, log / "evidence")
+                finally:  # the tree is stopped even if gathering evidence fails
+                    _stop(child)
                 print(
                     f"memwatch: stopped at {mb:.0f} MB > {limit_mb:.0f} MB after "
                     f"{time.monotonic() - t0:.0f} s; evidence in {log / 'evidence'}",
