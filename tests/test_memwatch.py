@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,8 +61,21 @@ def test_passes_through_the_return_code_below_the_limit(tmp_path: Path) -> None:
 
 def test_tree_includes_grandchildren_and_rss_sums_them() -> None:
     me = os.getpid()
-    kids = memwatch.children_of(os.getppid())
-    assert me in kids
+    assert me in memwatch.children_of(os.getppid())
+    # a shell (child) that starts a sleep (grandchild) and waits for it
+    shell = subprocess.Popen(["sh", "-c", "sleep 5 & wait"], start_new_session=True)
+    try:
+        for _ in range(100):  # until the shell has started its sleep
+            tree = memwatch.children_of(me)
+            if len(tree) >= 2:
+                break
+            time.sleep(0.02)
+        assert shell.pid in tree
+        grandchildren = [p for p in tree if p != shell.pid]
+        assert grandchildren and memwatch.children_of(shell.pid) == grandchildren
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)  # the sleep too
+        shell.wait()
     assert memwatch.rss_mb([me]) > 1
     assert memwatch.rss_mb([me, me]) == pytest.approx(2 * memwatch.rss_mb([me]), rel=0.2)
     assert memwatch.rss_mb([2**22 + 12345]) == 0.0  # a pid that does not exist

@@ -1,11 +1,11 @@
 """Run a command under a memory watchdog: log its process tree's RSS, and stop it with evidence.
 
-Two jobs in this project were killed by the kernel at 24 GB (docs/performance.md, "Known
-problems"): the machine's OOM killer leaves no trace of where the memory went. Under this
-watchdog a run that crosses ``--limit-mb`` is stopped first, after the watchdog has written,
-for every process of the tree, ``/proc/PID/status`` and ``smaps_rollup`` and (where ``py-spy``
-is installed) a ``py-spy dump`` of every Python thread's stack, so the next such event says
-which stage held the memory.
+Two jobs in this project were killed by the kernel at 24 GB (docs/performance.md, "Open: an
+intermittent memory runaway"): the machine's OOM killer leaves no trace of where the memory
+went. Under this watchdog a run that crosses ``--limit-mb`` is stopped first, after the
+watchdog has written, for every process of the tree, ``/proc/PID/status`` and ``smaps_rollup``
+and (where ``py-spy`` is installed) a ``py-spy dump`` of every Python thread's stack, so the
+next such event says which stage held the memory.
 
     python scripts/bench/memwatch.py --limit-mb 8000 --log /tmp/mw -- redact run --input ...
 
@@ -32,7 +32,7 @@ KILLED_RC = 137
 
 def children_of(pid: int, proc: Path = Path("/proc")) -> list[int]:
     """Every descendant of ``pid`` (not ``pid`` itself), from ``/proc/*/stat`` parent ids."""
-    parent: dict[int, int] = {}
+    kids: dict[int, list[int]] = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -43,14 +43,13 @@ def children_of(pid: int, proc: Path = Path("/proc")) -> list[int]:
         # the command name (field 2) is in parentheses and may hold spaces: split after it
         fields = stat.rsplit(")", 1)[-1].split()
         if len(fields) > 1:
-            parent[int(entry.name)] = int(fields[1])
+            kids.setdefault(int(fields[1]), []).append(int(entry.name))
     found: list[int] = []
     frontier = [pid]
     while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        found.extend(kids)
-        frontier.extend(kids)
+        direct = kids.get(frontier.pop(), [])
+        found.extend(direct)
+        frontier.extend(direct)
     return found
 
 
