@@ -38,7 +38,8 @@ def test_stops_a_growing_child_and_writes_evidence(tmp_path: Path) -> None:
     assert rc == memwatch.KILLED_RC
     rows = (tmp_path / "rss.csv").read_text().splitlines()
     assert rows[0] == "seconds,rss_mb,processes"
-    assert float(rows[-1].split(",")[1]) > 300
+    # the watchdog compares the exact RSS (> 300 MB); the row holds it rounded to the MB
+    assert float(rows[-1].split(",")[1]) >= 300
     evidence = tmp_path / "evidence"
     status = list(evidence.glob("*.status"))
     assert status and "VmRSS" in status[0].read_text()
