@@ -67,6 +67,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -528,29 +529,42 @@ def teacher_faces(work: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         SystemExit: WORK holds a teacher run of the old one-job layout
             (``teacher_output/_manifest``), whose paths this function would not match.
     """
+    out = {}
+    for rel, row in per_set_rows(work / "teacher_output"):
+        face = row.det_class == FACE
+        out[rel] = (row.det_xyxy[face], row.det_stage1[face])
+    return out
+
+
+def per_set_rows(root: Path) -> list[tuple[str, Any]]:
+    """(``<set>/<relative path>``, manifest image row) of every per-set job under ROOT
+    (``ROOT/<set>/_manifest``: one job per set, whose paths are relative to the set).
+
+    Raises:
+        SystemExit: ROOT holds a run of the old one-job layout (``ROOT/_manifest``), whose
+            paths would not match the labels.
+    """
     from redact.evaluation.dataset import load_manifest_images
 
-    if (work / "teacher_output" / "_manifest").exists():
+    if (root / "_manifest").exists():
         raise SystemExit(
-            f"{work / 'teacher_output'} holds a one-job teacher run (before the per-set jobs): "
-            "remove it and re-run, or its pseudo-labels would be silently ignored"
+            f"{root} holds a one-job run (before the per-set jobs): remove it and re-run, "
+            "or its rows would not match the labels"
         )
-    out = {}
-    for manifest in sorted((work / "teacher_output").glob("*/_manifest")):
-        set_name = manifest.parent.name  # one job per set: paths are relative to the set
-        for row in load_manifest_images(str(manifest)):
-            face = row.det_class == FACE
-            out[f"{set_name}/{row.relative_path}"] = (row.det_xyxy[face], row.det_stage1[face])
-    return out
+    return [
+        (f"{manifest.parent.name}/{row.relative_path}", row)
+        for manifest in sorted(root.glob("*/_manifest"))
+        for row in load_manifest_images(str(manifest))
+    ]
 
 
 def extract(work: Path, labels: dict[str, dict]) -> None:
     from redact.classes import Projection
     from redact.detections import Detections
-    from redact.evaluation.dataset import load_manifest_images, load_rgb
+    from redact.evaluation.dataset import load_rgb
     from redact.postprocess import candidate_features
 
-    rows = load_manifest_images(str(work / "output" / "_manifest"))
+    rows = per_set_rows(work / "output")
     teacher = teacher_faces(work)
     crops_all, feats_all, lab_all, w_all, cls_all, s1_all, set_all, img_all, box_all = (
         [] for _ in range(9)
@@ -558,12 +572,12 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
     image_px_all, name_all, height_all, equirect_all = [], [], [], []
     pseudo_all = []
     stats: dict[str, dict[str, int]] = {}
-    for k, row in enumerate(rows):
-        info = labels.get(row.relative_path)
+    for k, (rel, row) in enumerate(rows):
+        info = labels.get(rel)
         if info is None or not len(row.det_score):
             continue
         set_name = info["set"]
-        pix = load_rgb(str(work / "input" / row.relative_path))
+        pix = load_rgb(str(work / "input" / rel))
         wrap = row.projection is Projection.EQUIRECTANGULAR
         dets = Detections(
             row.det_xyxy.astype(np.float32),
@@ -575,8 +589,8 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         neg_ok = np.isin(row.det_class, SET_NEG_CLASSES[set_name])
         lab = np.where((lab == 0) & ~neg_ok, -1, lab).astype(np.int8)
         pseudo = np.zeros(len(lab), bool)
-        if set_name in TEACHER_SETS and row.relative_path in teacher:
-            tb, ts = teacher[row.relative_path]
+        if set_name in TEACHER_SETS and rel in teacher:
+            tb, ts = teacher[rel]
             lab, pseudo = apply_teacher(
                 lab,
                 row.det_xyxy,
@@ -615,7 +629,7 @@ def extract(work: Path, labels: dict[str, dict]) -> None:
         s1_all.append(sel.confidence)
         set_all.append(np.full(len(sel), set_name))
         img_all.append(np.full(len(sel), k, np.int32))
-        name_all.append(np.full(len(sel), row.relative_path))
+        name_all.append(np.full(len(sel), rel))
         box_all.append(sel.xyxy)
         image_px_all.append(np.full(len(sel), row.width * row.height, np.int64))
         height_all.append(np.full(len(sel), row.height, np.int64))
@@ -654,6 +668,17 @@ def teacher_config(work: Path, teacher: str) -> Path:
         "thresholds: {face: {blur: 0.1, review: 0.1, floor: 0.1}}\n"
     )
     return cfg
+
+
+def run_stage1(work: Path, labels: dict[str, dict], config: str) -> None:
+    """Run stage 1 over WORK/input/<set>/, ONE JOB PER SET (outputs in WORK/output/<set>/; a
+    set whose manifest exists is not re-run, so a stopped mining resumes). One job over all
+    1,999 images ran away in the DirectRunner's CoGroupByKey in 2 of 3 runs (docs/performance.md,
+    "an intermittent memory runaway"); the largest set is about 800 images."""
+    for set_name in sorted({info["set"] for info in labels.values()}):
+        out = work / "output" / set_name
+        if not (out / "_manifest").exists():
+            redact_run(work / "input" / set_name, out, config)
 
 
 def run_teacher(work: Path, labels: dict[str, dict], teacher: str) -> None:
@@ -720,7 +745,7 @@ def main() -> int:
     t0 = time.time()
     labels = prepare(work, args)
     if not args.skip_run:
-        redact_run(work / "input", work / "output", args.config or str(STAGE1_CONFIG))
+        run_stage1(work, labels, args.config or str(STAGE1_CONFIG))
         print(f"  run {time.time() - t0:.0f} s", flush=True)
     if args.teacher:
         run_teacher(work, labels, args.teacher)

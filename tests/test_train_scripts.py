@@ -634,6 +634,30 @@ def test_mine_teacher_runs_one_job_per_set_and_skips_finished_sets(
     assert not (tmp_path / "teacher_input" / "openalpr").exists()  # not a teacher set
 
 
+def test_mine_stage1_runs_one_job_per_set_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mc = _load("mine_candidates")
+    labels = {
+        f"{s}/{i}.jpg": {"set": s, "boxes": []} for s in ("uc3m", "bg", "comp") for i in (0, 1)
+    }
+    (tmp_path / "output" / "bg" / "_manifest").mkdir(parents=True)  # finished before a stop
+    calls: list[tuple[Path, Path, str]] = []
+    monkeypatch.setattr(mc, "redact_run", lambda inp, out, cfg: calls.append((inp, out, cfg)))
+    mc.run_stage1(tmp_path, labels, "s1.yaml")
+    assert calls == [
+        (tmp_path / "input" / s, tmp_path / "output" / s, "s1.yaml") for s in ("comp", "uc3m")
+    ]
+
+
+def test_mine_per_set_rows_refuses_the_one_job_layout(tmp_path: Path) -> None:
+    mc = _load("mine_candidates")
+    assert mc.per_set_rows(tmp_path / "output") == []
+    (tmp_path / "output" / "_manifest").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="one-job run"):
+        mc.per_set_rows(tmp_path / "output")
+
+
 def test_veto_area_cost_parses_one_value_or_one_per_class() -> None:
     from redact.classes import ObjectClass
 
