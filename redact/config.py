@@ -365,10 +365,12 @@ class SeasonConfig:
     accelerator: str = "type:nvidia-l4;count:1;install-nvidia-driver"
     # Local runs (DirectRunner): worker threads (--direct_num_workers, multi_threading) unless
     # given on the command line; a detector whose intra_op_threads is 0 then gets
-    # cores / local_workers threads. 2: measured 10-12 % faster than 1 worker with 2 ONNX
-    # Runtime threads on 2 cores (interleaved runs), 1617-1710 MB peak (docs/performance.md);
-    # 1 = Beam's single-threaded default.
-    local_workers: int = 2
+    # cores / local_workers threads. 1 (Beam's in_memory FnApiRunner, one thread): Beam
+    # 2.77's multi_threading mode, with 1 or 2 workers, ran away in memory inside the
+    # CoGroupByKey's input decoding in 4 of 6 runs of a 50-image fake-detector job on a busy
+    # CPU, in_memory in none of 4 (docs/performance.md, "an intermittent memory runaway").
+    # 2 workers were 10-12 % faster on 2 cores; choose them only under a memory watchdog.
+    local_workers: int = 1
     progress_interval_s: float = 30.0  # a progress log line at most this often (per worker)
     alert_min_images: int = 5  # shards with fewer published images are not judged
     alert_zero_median: float = 3.0  # warn on an image with 0 detections if the shard median >= this

@@ -121,8 +121,9 @@ def _detections(out: Path) -> dict[str, list]:
 
 
 def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path, monkeypatch):
-    """The default local run (2 worker threads, 1 ONNX Runtime thread each) against Beam's
-    single-threaded run with the ONNX Runtime default: same bytes, same detections."""
+    """The opt-in local run of 2 worker threads (1 ONNX Runtime thread each) against the
+    default, Beam's single-threaded run with the ONNX Runtime default: same bytes, same
+    detections."""
     src = tmp_path / "in"
     shutil.copytree(SAMPLE / "photos", src)
     photo = next(src.glob("*.jpg"))
@@ -141,12 +142,12 @@ def test_two_worker_threads_publish_what_one_worker_publishes(tmp_path, monkeypa
 
     monkeypatch.setattr(redact.runner, "local_parallelism", spy)
     outs = {}
-    for name, extra in (("one", ["--direct_num_workers=1"]), ("two", [])):
+    for name, extra in (("one", []), ("two", ["--set", "season.local_workers=2"])):
         out = tmp_path / name
         assert main(["run", "--input", str(src), "--output", str(out), *extra]) == 0
         outs[name] = out
-    assert seen[0] == (["--direct_num_workers=1"], [0])
-    assert seen[1][0] == MT2  # the default run really ran two worker threads
+    assert seen[0] == ([], [0])  # the default: Beam's in_memory runner, nothing added
+    assert seen[1][0] == MT2  # the opt-in run really ran two worker threads
     one, two = (_published(outs[k]) for k in ("one", "two"))
     assert one and one.keys() == two.keys()
     assert one == two
