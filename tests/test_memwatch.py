@@ -102,3 +102,22 @@ def test_the_child_is_stopped_when_gathering_evidence_fails(
     assert seen
     with pytest.raises(ProcessLookupError):
         os.kill(seen[0], 0)  # killed and reaped, not left growing
+
+
+def test_evidence_finds_py_spy_beside_the_interpreter_when_not_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.venv/bin/python memwatch.py`` without the venv on PATH still dumps stacks."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "py-spy"
+    fake.write_text('#!/bin/sh\necho "fake dump $*"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(memwatch.sys, "executable", str(bindir / "python"))
+    memwatch.write_evidence([os.getpid()], tmp_path / "ev")
+    text = (tmp_path / "ev" / f"{os.getpid()}.py-spy.txt").read_text()
+    assert text.startswith("fake dump dump --pid") and not (tmp_path / "ev" / "NO_PY_SPY").exists()
+    monkeypatch.setattr(memwatch.sys, "executable", str(tmp_path / "empty" / "python"))
+    memwatch.write_evidence([os.getpid()], tmp_path / "ev2")
+    assert (tmp_path / "ev2" / "NO_PY_SPY").exists()

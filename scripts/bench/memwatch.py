@@ -67,7 +67,8 @@ def rss_mb(pids: Iterable[int], proc: Path = Path("/proc")) -> float:
 def write_evidence(pids: list[int], out: Path) -> None:
     """``status``, ``smaps_rollup``, the command line and a py-spy dump of each of ``pids``."""
     out.mkdir(parents=True, exist_ok=True)
-    py_spy = shutil.which("py-spy")
+    # beside this interpreter too: `.venv/bin/python memwatch.py` without the venv on PATH
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     for pid in pids:
         base = out / str(pid)
         for name in ("status", "smaps_rollup", "cmdline"):
@@ -91,7 +92,7 @@ def write_evidence(pids: list[int], out: Path) -> None:
             base.with_suffix(".py-spy.txt").write_text(text)
     if not py_spy:
         (out / "NO_PY_SPY").write_text(
-            "py-spy not on PATH: no Python stacks (pip install py-spy)\n"
+            "py-spy not on PATH nor beside this Python: no Python stacks (pip install py-spy)\n"
         )
 
 
