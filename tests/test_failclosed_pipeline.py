@@ -54,9 +54,7 @@ def test_breaker_closed_when_the_detector_finds_candidates(tmp_path, make_job):
     job, run = make_job(cfg)
     with BeamTestPipeline() as p:
         outs = build_pipeline(p, job, run, FakeHandler())
-        assert_that(
-            _statuses(outs), equal_to([(f"p{i}.png", "published", "") for i in range(4)])
-        )
+        assert_that(_statuses(outs), equal_to([(f"p{i}.png", "published", "") for i in range(4)]))
     assert len(list((tmp_path / "dst").glob("*.png"))) == 4
 
 

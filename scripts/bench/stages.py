@@ -234,9 +234,7 @@ class StageBench:
         )
         # The one redaction core the pipeline's Publish step calls (merge, decide, re-decode,
         # blur, encode); its own timings split the merge/decode2/blur/encode stages.
-        out = redact_image(
-            data, [r.detections for r in ok], cfg, record, self.run_info
-        )
+        out = redact_image(data, [r.detections for r in ok], cfg, record, self.run_info)
         core_t = dict(out.row["timings_s"])
         lap()
         write_atomic(record.output_uri, out.data)
