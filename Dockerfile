@@ -2,8 +2,8 @@
 # the project and its models. See docs/season.md for the build and job-submission commands.
 #
 # The Beam SDK version and Python minor version MUST match the launcher's (the machine that
-# submits the job): apache-beam 2.77.0, Python 3.11 here (tests/test_dataflow_graph.py checks).
-ARG BEAM_VERSION=2.77.0
+# submits the job): apache-beam 2.78.0, Python 3.11 here (tests/test_dataflow_graph.py checks).
+ARG BEAM_VERSION=2.78.0
 
 # NVIDIA's TensorRT image: CUDA 12, cuDNN, TensorRT 10, Python 3.12 by default -> we install 3.11.
 FROM nvcr.io/nvidia/tensorrt:24.08-py3 AS base
@@ -24,7 +24,7 @@ RUN apt-get update \
 ENV PATH=/opt/venv/bin:$PATH
 
 # The Beam SDK harness boot binary (the container entrypoint Dataflow expects).
-COPY --from=apache/beam_python3.11_sdk:2.77.0 /opt/apache/beam /opt/apache/beam
+COPY --from=apache/beam_python3.11_sdk:2.78.0 /opt/apache/beam /opt/apache/beam
 
 WORKDIR /opt/redact
 COPY pyproject.toml README.md LICENSE ./

@@ -363,7 +363,7 @@ def test_png_gray_alpha_and_trns_flattened(depth: int) -> None:
     gray = np.maximum(smooth_image()[:, :, 0], 20)  # the colour key below (7) only where set
     alpha = np.tile(np.arange(128, dtype=np.uint8) * 2, (96, 1))
     buf = io.BytesIO()
-    pil.fromarray(np.dstack([gray, alpha]), "LA").save(buf, "PNG")
+    pil.fromarray(np.dstack([gray, alpha])).save(buf, "PNG")  # (H, W, 2) uint8: mode LA
     d = decode_image(buf.getvalue(), max_pixels=MAXPIX)
     assert d.grayscale and d.conversions == ("alpha_flattened",)
     expect = _on_white(np.repeat(gray[:, :, None], 3, axis=2), alpha)
@@ -375,8 +375,7 @@ def test_png_gray_alpha_and_trns_flattened(depth: int) -> None:
     g = gray.astype(np.uint16) * 257 if depth == 16 else gray.copy()
     g[:10, :10] = key
     buf = io.BytesIO()
-    mode = "I;16" if depth == 16 else "L"
-    pil.fromarray(g, mode).save(buf, "PNG", transparency=key)
+    pil.fromarray(g).save(buf, "PNG", transparency=key)  # uint16: mode I;16, uint8: L
     assert b"tRNS" in buf.getvalue()
     d = decode_image(buf.getvalue(), max_pixels=MAXPIX)
     assert "alpha_flattened" in d.conversions

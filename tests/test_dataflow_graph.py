@@ -160,6 +160,21 @@ def _dockerfile() -> str:
     return (REPO / "Dockerfile").read_text()
 
 
+def test_pyproject_caps_beam_below_the_next_release_after_the_workers():
+    """A fresh install must get the SDK the worker image runs (never a newer, untested one)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    version = re.search(r"^ARG BEAM_VERSION=(\d+)\.(\d+)\.\d+$", _dockerfile(), re.M)
+    assert version, "Dockerfile has no ARG BEAM_VERSION=X.Y.Z"
+    cap = f"<{version[1]}.{int(version[2]) + 1}"
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    specs = list(meta["dependencies"]) + [
+        d for extra in meta["optional-dependencies"].values() for d in extra
+    ]
+    beam_specs = [d for d in specs if d.startswith("apache-beam")]
+    assert beam_specs and all(cap in d for d in beam_specs), (cap, beam_specs)
+
+
 def test_dockerfile_builds_a_beam_worker_with_cuda_tensorrt_and_the_project():
     text = _dockerfile()
     instr = [

@@ -12,6 +12,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from redact.pipeline import build_pipeline
+from redact.pipeline.detect import failed_batch_to_tiles
+from redact.records import TileKey
 from tests.conftest import FakeHandler
 
 pytestmark = pytest.mark.slow
@@ -35,8 +37,22 @@ def test_inference_failure_quarantines_only_that_image(tmp_path: Path, make_job)
             equal_to([("good.png", "published", ""), ("bad.png", "failed", "inference_failed")]),
         )
         reasons = outs["quarantine"] | beam.Map(
-            lambda line: "bad.png" in line and "GPU fell off" in line
+            lambda line: "bad.png" in line and "RuntimeError('GPU fell off the bus')" in line
         )
         assert_that(reasons, equal_to([True]), label="quarantine")
     assert (dst / "good.png").exists()
     assert not (dst / "bad.png").exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("GPU fell off the bus"),  # older Beam: the exception itself
+        (RuntimeError, "RuntimeError('GPU fell off the bus')", ["Traceback ...\n"]),  # newer Beam
+    ],
+)
+def test_failed_batch_fails_every_tile_with_the_exception(error):
+    keys = [TileKey("a.jpg", i, None, 64, 32, False) for i in (0, 1)]  # type: ignore[arg-type]
+    out = list(failed_batch_to_tiles(([(k, None) for k in keys], error)))
+    assert [(uri, f.index) for uri, f in out] == [("a.jpg", 0), ("a.jpg", 1)]
+    assert {f.message for _, f in out} == {"inference failed: RuntimeError('GPU fell off the bus')"}

@@ -64,15 +64,26 @@ def to_image_space(element: tuple[TileKey, Any]) -> tuple[str, TileResult | Tile
         return key.image_uri, TileFailure(key.index, f"{type(e).__name__}: {e}")
 
 
-def failed_batch_to_tiles(failed: tuple[Any, Exception]) -> Iterator[tuple[str, TileFailure]]:
-    """RunInference's dead letters are whole batches: fail every tile in them."""
-    batch, exc = failed
+def failed_batch_to_tiles(failed: tuple[Any, Any]) -> Iterator[tuple[str, TileFailure]]:
+    """RunInference's dead letters are whole batches: fail every tile in them.
+
+    ``failed`` is ``(batch, error)``; Beam's exception handling gives ``error`` as
+    ``(exception type, repr, traceback lines)``, older releases as the exception itself.
+    """
+    batch, err = failed
+    reason = f"inference failed: {_describe(err)}"
     for item in batch:
         key = item[0]
-        yield (
-            key.image_uri,
-            TileFailure(key.index, f"inference failed: {type(exc).__name__}: {exc}"),
-        )
+        yield key.image_uri, TileFailure(key.index, reason)
+
+
+def _describe(err: Any) -> str:
+    """The exception type and message of a dead letter's error, in either of its shapes."""
+    if isinstance(err, BaseException):
+        return repr(err)
+    if isinstance(err, tuple) and len(err) >= 2 and isinstance(err[1], str):
+        return err[1]  # Beam's repr(exception)
+    return repr(err)
 
 
 def detect_tiles(

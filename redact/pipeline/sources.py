@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -145,7 +146,7 @@ class Admit(beam.DoFn):
         self._renditions = job.config.renditions.enabled
         self._failed = Metrics.counter(NAMESPACE, "images_failed")
 
-    def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[object]:
+    def process(self, element: tuple[str, Iterable[Candidate]]) -> Iterator[Any]:
         rel, group = element
         cands = sorted(set(group), key=lambda c: c.uri)
         for cand in cands:
