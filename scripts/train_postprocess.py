@@ -45,6 +45,28 @@ CONTEXT = 2.0  # the context of the mined crops (scripts/mine_candidates.py CONT
 CLASSES = ("face", "license_plate")
 
 
+STAGE1_COLUMNS = (1, 2)  # stage1_score, stage1_logit in redact.postprocess.FEATURE_NAMES
+
+
+def resample_stage1(
+    features: np.ndarray, rng: np.random.Generator, share: float, low: float = 0.03
+) -> np.ndarray:
+    """A copy of ``features`` (N, F) in which a random ``share`` of the rows get a stage-1
+    score drawn uniformly from [``low``, 1) (and its logit, clipped to [-8, 8] as at run time).
+
+    Whatever the label: the model must then tell a face or a plate from the crop and the
+    geometry alone, as the canary asks of it (its stage-1 feature is 0.05), instead of
+    leaning on stage 1's score, which is what it rescores."""
+    out = np.array(features, np.float32, copy=True)
+    if share <= 0 or len(out) == 0:
+        return out
+    rows = rng.random(len(out)) < share
+    s1 = rng.uniform(low, 1.0, int(rows.sum())).clip(1e-6, 1 - 1e-6)
+    out[rows, STAGE1_COLUMNS[0]] = s1
+    out[rows, STAGE1_COLUMNS[1]] = np.clip(np.log(s1 / (1 - s1)), -8, 8)
+    return out
+
+
 def seed_all(seed: int) -> None:
     import torch
 
@@ -234,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-fraction", type=float, default=0.12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--stage1-resample",
+        type=float,
+        default=0.0,
+        help="share of training rows per batch whose stage-1 score is redrawn (0 = off)",
+    )
     ap.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt")
     ap.add_argument("--smoke", action="store_true", help="one epoch on synthetic crops")
     ap.add_argument(
@@ -330,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                 crops = torch.flip(crops, dims=[3])
             gain = torch.from_numpy(rng.uniform(0.75, 1.3, (len(ix), 1, 1, 1)).astype(np.float32))
             crops = (crops * gain).clamp(0, 1)
-            feats = torch.from_numpy(d["features"][ix])
+            feats = torch.from_numpy(resample_stage1(d["features"][ix], rng, args.stage1_resample))
             y = torch.from_numpy(d["label"][ix].astype(np.float32))
             w = torch.from_numpy(d["weight"][ix].astype(np.float32))
             c = torch.from_numpy(d["cls"][ix])

@@ -674,3 +674,18 @@ def test_veto_area_cost_parses_one_value_or_one_per_class() -> None:
     for bad in ("1.5", "face=-0.1", "nan"):
         with pytest.raises(ValueError, match="not a score"):
             vc.parse_veto(bad, both)
+
+
+def test_resample_stage1_redraws_score_and_logit_of_a_share_of_rows_only() -> None:
+    tp = _load("train_postprocess")
+    rng = np.random.default_rng(0)
+    feats = np.full((4000, 22), 0.5, np.float32)
+    feats[:, 1], feats[:, 2] = 0.9, np.log(0.9 / 0.1)
+    out = tp.resample_stage1(feats, rng, 0.25)
+    changed = out[:, 1] != np.float32(0.9)
+    assert 0.2 < changed.mean() < 0.3
+    assert ((out[changed, 1] >= 0.03) & (out[changed, 1] < 1)).all()
+    np.testing.assert_allclose(out[:, 2], np.log(out[:, 1] / (1 - out[:, 1])), atol=1e-4)
+    np.testing.assert_array_equal(np.delete(out, [1, 2], axis=1), np.delete(feats, [1, 2], axis=1))
+    assert feats[0, 1] == np.float32(0.9)  # the input is not modified
+    np.testing.assert_array_equal(tp.resample_stage1(feats, rng, 0.0), feats)
