@@ -167,7 +167,7 @@ def test_pyproject_caps_beam_below_the_next_release_after_the_workers():
     version = re.search(r"^ARG BEAM_VERSION=(\d+)\.(\d+)\.\d+$", _dockerfile(), re.M)
     assert version, "Dockerfile has no ARG BEAM_VERSION=X.Y.Z"
     cap = f"<{version[1]}.{int(version[2]) + 1}"
-    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     specs = list(meta["dependencies"]) + [
         d for extra in meta["optional-dependencies"].values() for d in extra
     ]

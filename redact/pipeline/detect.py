@@ -79,8 +79,6 @@ def failed_batch_to_tiles(failed: tuple[Any, Any]) -> Iterator[tuple[str, TileFa
 
 def _describe(err: Any) -> str:
     """The exception type and message of a dead letter's error, in either of its shapes."""
-    if isinstance(err, BaseException):
-        return repr(err)
     if isinstance(err, tuple) and len(err) >= 2 and isinstance(err[1], str):
         return err[1]  # Beam's repr(exception)
     return repr(err)
