@@ -40,12 +40,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from redact.postprocess import FEATURE_NAMES  # noqa: E402
+
 FEATURE_VERSION = "1"  # must equal redact.postprocess.FEATURE_VERSION
 CONTEXT = 2.0  # the context of the mined crops (scripts/mine_candidates.py CONTEXT)
 CLASSES = ("face", "license_plate")
 
 
-STAGE1_COLUMNS = (1, 2)  # stage1_score, stage1_logit in redact.postprocess.FEATURE_NAMES
+STAGE1_COLUMNS = tuple(FEATURE_NAMES.index(n) for n in ("stage1_score", "stage1_logit"))
 
 
 def resample_stage1(
